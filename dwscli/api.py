@@ -1,0 +1,224 @@
+"""The Python API behind the ``dws`` commands: each command is one call here.
+
+    >>> from dwscli import api
+    >>> info = api.inspect_checkpoint("example:tiny-siren")
+    >>> result = api.permute_checkpoint("example:tiny-siren", "/tmp/permuted.safetensors", seed=0)
+
+Paths accept what the CLI accepts for a single checkpoint (a file or ``example:NAME``). This module
+imports torch lazily as well, so that importing it is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dwscli.errors import DwsError
+from dwscli.paths import expand_single
+from dwscli.processors.registry import ProcessorCard, fitting_processors, list_processors
+
+if TYPE_CHECKING:
+    from dwscli.weights.checkpoint import Checkpoint
+    from dwscli.weights.space import WeightSpace
+
+PathLike = str | os.PathLike[str]
+
+#: Number of random inputs on which ``permute`` compares the original and permuted networks.
+CHECK_INPUTS = 256
+
+
+def load(path: PathLike, *, activation: str | None = None) -> Checkpoint:
+    """Load one checkpoint given as a file or ``example:NAME`` (see :func:`load_checkpoint`)."""
+    from dwscli.weights.checkpoint import load_checkpoint
+
+    return load_checkpoint(expand_single(path), activation=activation)
+
+
+# ------------------------------------------------------------------------------------------
+# inspect
+
+
+def _dtype_name(dtype: object) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _layout_info(checkpoint: Checkpoint) -> dict[str, Any]:
+    layout = checkpoint.layout
+    return {
+        "format": layout.format,
+        "layers": [
+            {
+                "module": layer.module,
+                "weight": layer.weight_key,
+                "bias": layer.bias_key,
+                "dtype": _dtype_name(layer.weight_dtype),
+            }
+            for layer in layout.layers
+        ],
+        "bias_free_layers": list(layout.bias_free_layers),
+    }
+
+
+def inspect_checkpoint(
+    path: PathLike,
+    *,
+    activation: str | None = None,
+    processors: list[ProcessorCard] | None = None,
+) -> dict[str, Any]:
+    """What ``dws inspect`` shows about one checkpoint, as a JSON-ready dict.
+
+    Keys: ``path``, ``spec`` (compact string), ``widths``, ``activation``, ``activation_source``
+    (``metadata:dws.spec``, ``metadata:activation``, ``argument`` or ``default``), ``depth``
+    (linear layers), ``parameters`` (biases of bias-free layers included), ``dtypes`` (as
+    stored), ``layout`` (format, per layer its module, keys and dtype, and the bias-free layers),
+    ``metadata`` and ``processors`` (names of the shipped processors whose input spec fits).
+    """
+    checkpoint = load(path, activation=activation)
+    spec = checkpoint.spec
+    cards = list_processors() if processors is None else processors
+    return {
+        "path": str(checkpoint.path),
+        "spec": str(spec),
+        "widths": list(spec.widths),
+        "activation": spec.activation,
+        "activation_source": checkpoint.activation_source,
+        "depth": spec.depth,
+        "parameters": spec.num_parameters,
+        "dtypes": [_dtype_name(d) for d in checkpoint.stored_dtypes],
+        "layout": _layout_info(checkpoint),
+        "metadata": dict(checkpoint.metadata),
+        "processors": [card.name for card in fitting_processors(spec, cards)],
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# permute
+
+
+@dataclass(frozen=True)
+class PermuteResult:
+    """Outcome of :func:`permute_checkpoint`."""
+
+    input: str
+    output: str
+    spec: str
+    seed: int
+    permuted_layers: int
+    check_inputs: int
+    max_abs_difference: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def max_output_difference(
+    first: WeightSpace, second: WeightSpace, *, num_inputs: int = CHECK_INPUTS, seed: int = 0
+) -> float:
+    """Largest |f(x) - g(x)| over random inputs x ~ U(-1, 1)^d_0, computed in float64."""
+    import torch
+
+    from dwscli.weights.functional import mlp_forward
+
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.rand(num_inputs, first.spec.input_dim, generator=generator, dtype=torch.float64)
+    inputs = inputs * 2 - 1
+    a = mlp_forward(first.to(torch.float64), inputs)
+    b = mlp_forward(second.to(torch.float64), inputs)
+    return float((a - b).abs().max())
+
+
+def permute_checkpoint(
+    path: PathLike,
+    output: PathLike,
+    *,
+    seed: int | None = None,
+    force: bool = False,
+    activation: str | None = None,
+    num_inputs: int = CHECK_INPUTS,
+) -> PermuteResult:
+    """Write ``output``: ``path``'s network with its hidden neurons randomly permuted.
+
+    The function is unchanged; the result reports the largest output difference between the two
+    networks on ``num_inputs`` random inputs (float64) so that this can be seen. The output keeps
+    the input's keys, dtypes and metadata and records ``operation=permute`` and the seed as
+    provenance. The input is never overwritten unless ``force``.
+    """
+    import torch
+
+    from dwscli.weights.checkpoint import save_checkpoint
+    from dwscli.weights.symmetry import apply_permutation, random_permutation
+
+    source = expand_single(path)
+    target = Path(output).expanduser()
+    if _same_file(source, target) and not force:
+        raise DwsError(
+            f"{target}: is the input checkpoint; refusing to write over it",
+            hint="choose another output path (or pass --force)",
+        )
+    if target.exists() and not force:
+        raise DwsError(f"{target}: exists; pass --force to overwrite")
+    checkpoint = load(source, activation=activation)
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    generator = torch.Generator().manual_seed(seed)
+    permuted = apply_permutation(checkpoint.space, random_permutation(checkpoint.space, generator))
+    difference = max_output_difference(checkpoint.space, permuted, num_inputs=num_inputs, seed=seed)
+    written = save_checkpoint(
+        target,
+        checkpoint,
+        space=permuted,
+        provenance={"operation": "permute", "seed": str(seed), "source": source.name},
+        force=force,
+    )
+    return PermuteResult(
+        input=str(source),
+        output=str(written),
+        spec=str(checkpoint.spec),
+        seed=seed,
+        permuted_layers=len(checkpoint.spec.hidden_widths),
+        check_inputs=num_inputs,
+        max_abs_difference=difference,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# processors and equivariance checks
+
+
+def processors() -> list[ProcessorCard]:
+    """The shipped processors (see :mod:`dwscli.processors.registry`)."""
+    return list_processors()
+
+
+def check_equivariance(processor: str | None = None, *, seed: int = 0) -> list[dict[str, Any]]:
+    """Equivariance/invariance checks: of the library's layers, or of one processor.
+
+    Each row is ``{"module", "spec", "kind", "max_error", "passed"}``.
+    """
+    from dwscli.nn import equivariance
+
+    if processor is None:
+        return list(equivariance.self_check(seed=seed))
+    return list(equivariance.check_processor(processor, seed=seed))
+
+
+__all__ = [
+    "CHECK_INPUTS",
+    "PermuteResult",
+    "check_equivariance",
+    "inspect_checkpoint",
+    "load",
+    "max_output_difference",
+    "permute_checkpoint",
+    "processors",
+]

@@ -1,0 +1,31 @@
+"""Option types shared by the commands, so that a flag means the same thing everywhere."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Write the result as JSON on stdout (for scripts).")
+]
+SeedOption = Annotated[
+    int | None,
+    typer.Option("--seed", help="Random seed; without it one is drawn and reported.", min=0),
+]
+CheckSeedOption = Annotated[int, typer.Option("--seed", help="Random seed of the check.", min=0)]
+ForceOption = Annotated[
+    bool, typer.Option("--force", "-f", help="Overwrite OUT if it exists (even an input).")
+]
+ActivationOption = Annotated[
+    str | None,
+    typer.Option(
+        "--activation",
+        "-a",
+        metavar="NAME",
+        help=(
+            "Activation when the checkpoint's metadata does not record it: relu, tanh, sine, "
+            "gelu, sigmoid, identity or leaky_relu, with options as in 'sine;w0=30'."
+        ),
+    ),
+]

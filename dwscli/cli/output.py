@@ -1,0 +1,143 @@
+"""The one output sink of the CLI.
+
+Data goes to stdout: rich tables for people, or JSON for scripts when ``--json`` is given.
+Everything else (progress, notes, warnings, errors) goes to stderr, so ``dws … --json | jq`` and
+``dws … > out.txt`` only ever see data. Consoles are created per call and resolve
+``sys.stdout``/``sys.stderr`` when they print, which keeps test runners' captures working.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.table import Table
+
+
+def stdout_console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def to_json(data: object) -> str:
+    return json.dumps(data, indent=2, default=_json_default, ensure_ascii=False)
+
+
+def make_table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    title: str | None = None,
+    no_wrap: Sequence[str] = (),
+    min_width: Mapping[str, int] | None = None,
+) -> Table:
+    """A plain rich table; cells are shown as text, never as rich markup.
+
+    Columns named in ``no_wrap`` are never broken (short values such as specs and numbers); the
+    others fold long values (paths) to fit the terminal, keeping at least ``min_width``.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        table.add_column(
+            column,
+            overflow="fold",
+            no_wrap=column in no_wrap,
+            min_width=(min_width or {}).get(column),
+        )
+    for row in rows:
+        table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
+    return table
+
+
+def key_value_table(items: Mapping[str, object], *, title: str | None = None) -> Table:
+    """Two columns, no header: one line per field."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in items.items():
+        table.add_row(Text(key), Text("" if value is None else str(value)))
+    return table
+
+
+class Output:
+    """Where a command sends its results and messages."""
+
+    def __init__(self, *, json_mode: bool = False, quiet: bool = False) -> None:
+        self.json_mode = json_mode
+        self.quiet = quiet
+
+    # data: stdout -------------------------------------------------------------------------
+    def emit(self, data: object, render: Callable[[], RenderableType | None] | None = None) -> None:
+        """Write ``data`` as JSON (``--json``) or show what ``render`` builds from it."""
+        if self.json_mode or render is None:
+            sys.stdout.write(to_json(data) + "\n")
+            sys.stdout.flush()
+            return
+        renderable = render()
+        if renderable is not None:
+            stdout_console().print(renderable)
+
+    def print(self, renderable: RenderableType) -> None:
+        """Human-readable data on stdout (ignored in JSON mode: use :meth:`emit`)."""
+        if not self.json_mode:
+            stdout_console().print(renderable)
+
+    # messages: stderr ---------------------------------------------------------------------
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            from rich.text import Text
+
+            stderr_console().print(Text(text), soft_wrap=True)
+
+    def success(self, text: str) -> None:
+        if not self.quiet:
+            from rich.text import Text
+
+            stderr_console().print(Text.assemble(("✓ ", "green"), text), soft_wrap=True)
+
+    def warning(self, text: str) -> None:
+        from rich.text import Text
+
+        stderr_console().print(
+            Text.assemble(("warning:", "bold yellow"), " ", text), soft_wrap=True
+        )
+
+    @contextmanager
+    def status(self, text: str) -> Iterator[None]:
+        """A spinner on stderr while a slow step runs (only when stderr is a terminal)."""
+        console = stderr_console()
+        if self.quiet or not console.is_terminal:
+            yield
+            return
+        with console.status(text):
+            yield
+
+
+__all__ = ["Output", "key_value_table", "make_table", "stderr_console", "stdout_console", "to_json"]

@@ -1,0 +1,176 @@
+"""Train/val/test splits of a zoo, by network *and* by source image.
+
+Nets are first put in groups: all nets made from one source image (``labels["image_index"]``
+together with ``labels["image_split"]``, since image 5 of the official train set and image 5 of
+the test set are different images) form one group; a net without a source image is a group of
+its own. Whole groups are then assigned, so no image has nets in two splits.
+
+- Official test images stay in test: when any net comes from an official test image
+  (``image_split == "test"``), those groups make up the test split and the other groups are
+  divided between train and val in the ratio ``train : val``.
+- Otherwise (classifier and sine zoos, or an INR zoo made from training images only) the groups
+  are divided between train, val and test by ``fractions``.
+
+Dividing is deterministic and independent of record order: groups are ordered by a hash of
+``(seed, group)`` and cut where the running count of nets crosses the fractions, so the split
+sizes are exact to one group. It depends only on the set of records, which is why merged parts
+split exactly like one run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
+
+from dwscli.data.zoo_format import SPLITS
+from dwscli.errors import DwsError
+
+__all__ = [
+    "DEFAULT_FRACTIONS",
+    "SplitFn",
+    "check_splits",
+    "resolve_split_config",
+    "split_by_source",
+    "split_from_config",
+]
+
+DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+#: A split function maps the manifest records to ``{"train": ids, "val": ids, "test": ids}``.
+SplitFn = Callable[[Sequence[Mapping[str, Any]]], Mapping[str, Sequence[str]]]
+GroupKey = str | Callable[[Mapping[str, Any]], Hashable | None]
+
+
+def _fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    values = tuple(float(f) for f in fractions)
+    if len(values) != 3 or any(f < 0 for f in values) or sum(values) <= 0:
+        raise DwsError(
+            "split fractions must be three non-negative numbers (train, val, test), "
+            f"got {fractions}"
+        )
+    total = sum(values)
+    return values[0] / total, values[1] / total, values[2] / total
+
+
+def _hash01(seed: int, key: str) -> int:
+    return int.from_bytes(
+        hashlib.blake2b(f"dws-split:{seed}:{key}".encode(), digest_size=8).digest(), "little"
+    )
+
+
+def _divide(
+    groups: dict[str, list[str]], fractions: Sequence[float], names: Sequence[str], seed: int
+) -> dict[str, list[str]]:
+    """Assign whole groups to ``names`` so the net counts follow ``fractions``."""
+    out: dict[str, list[str]] = {name: [] for name in names}
+    total = sum(len(ids) for ids in groups.values())
+    bounds, running = [], 0.0
+    for fraction in fractions:
+        running += fraction
+        bounds.append(round(running * total))
+    seen = 0
+    for key in sorted(groups, key=lambda k: (_hash01(seed, k), k)):
+        slot = next((i for i, bound in enumerate(bounds) if seen < bound), len(names) - 1)
+        out[names[slot]].extend(groups[key])
+        seen += len(groups[key])
+    return out
+
+
+def split_by_source(
+    records: Sequence[Mapping[str, Any]],
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+    group_key: GroupKey = "image_index",
+    split_key: str = "image_split",
+) -> dict[str, list[str]]:
+    """Split ``records`` into train/val/test by network and by source image (module docstring).
+
+    ``group_key`` is the label naming a net's source (default ``image_index``), or a function of
+    the record returning a hashable group (or None for "no group"), e.g. to keep the checkpoints
+    of one classifier training run together. ``split_key`` is the label giving the source's
+    official split. Ids come back in record order within each split.
+    """
+    train_f, val_f, test_f = _fractions(fractions)
+    groups: dict[str, list[str]] = {}
+    official_test: set[str] = set()
+    for record in records:
+        labels = record.get("labels") or {}
+        source = group_key(record) if callable(group_key) else labels.get(group_key)
+        origin = labels.get(split_key)
+        if source is None:
+            key = f"net|{record['id']}"
+        else:
+            key = f"source|{origin}|{source!r}"
+            if origin == "test":
+                official_test.add(key)
+        groups.setdefault(key, []).append(str(record["id"]))
+
+    if official_test:
+        if train_f + val_f <= 0:
+            raise DwsError("split fractions give nothing to train and val")
+        rest = {k: v for k, v in groups.items() if k not in official_test}
+        parts = _divide(rest, (train_f, val_f), ("train", "val"), seed)
+        test_ids = {i for k in official_test for i in groups[k]}
+        parts["test"] = [str(r["id"]) for r in records if str(r["id"]) in test_ids]
+    else:
+        parts = _divide(groups, (train_f, val_f, test_f), SPLITS, seed)
+    order = {str(r["id"]): n for n, r in enumerate(records)}
+    return {name: sorted(parts[name], key=order.__getitem__) for name in SPLITS}
+
+
+def resolve_split_config(config: Mapping[str, Any] | None, *, seed: int) -> dict[str, Any]:
+    """``config`` with every default spelled out, for ``zoo.json``: the file then says exactly
+    how the zoo was split."""
+    resolved: dict[str, Any] = {
+        "method": "by_source",
+        "fractions": list(DEFAULT_FRACTIONS),
+        "seed": int(seed),
+        "group_key": "image_index",
+        "split_key": "image_split",
+    }
+    resolved.update(dict(config or {}))
+    resolved["fractions"] = list(_fractions(resolved["fractions"]))
+    split_from_config(resolved)  # validates
+    return resolved
+
+
+def split_from_config(config: Mapping[str, Any], *, default_seed: int = 0) -> SplitFn:
+    """The split function described by ``zoo.json``'s ``split`` entry.
+
+    Keys (all optional): ``fractions`` (train, val, test), ``seed`` (default: the zoo seed),
+    ``group_key`` (label name; null: split by net only) and ``split_key``.
+    """
+    unknown = set(config) - {"method", "fractions", "seed", "group_key", "split_key"}
+    if unknown or config.get("method", "by_source") != "by_source":
+        raise DwsError(f"unknown split configuration {dict(config)}")
+    fractions = _fractions(config.get("fractions", DEFAULT_FRACTIONS))
+    seed = int(config.get("seed", default_seed))
+    label = config.get("group_key", "image_index")
+    group_key: GroupKey = str(label) if label is not None else (lambda _record: None)
+    split_key = str(config.get("split_key", "image_split"))
+
+    def split(records: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+        return split_by_source(records, fractions, seed, group_key, split_key)
+
+    return split
+
+
+def check_splits(splits: Mapping[str, Sequence[str]], ids: Sequence[str]) -> dict[str, list[str]]:
+    """``splits`` as plain lists, after checking they partition ``ids`` exactly."""
+    extra = set(splits) - set(SPLITS)
+    if extra:
+        raise DwsError(f"unknown split names {sorted(extra)}; splits are {', '.join(SPLITS)}")
+    out = {name: [str(i) for i in splits.get(name, [])] for name in SPLITS}
+    known = set(ids)
+    seen: dict[str, str] = {}
+    for name, members in out.items():
+        for net in members:
+            if net not in known:
+                raise DwsError(f"split {name!r} names net {net!r}, which is not in the zoo")
+            if net in seen:
+                raise DwsError(f"net {net!r} is in both the {seen[net]!r} and {name!r} splits")
+            seen[net] = name
+    missing = [net for net in ids if net not in seen]
+    if missing:
+        raise DwsError(f"{len(missing)} nets are in no split (e.g. {missing[0]!r})")
+    return out

@@ -1,0 +1,21 @@
+"""The one error type of dws.
+
+Anything the user can fix (a bad file, a spec that does not fit, a missing data set) is raised as
+:class:`DwsError`. The CLI turns it into a one-line message and a non-zero exit; library users can
+catch it like any exception.
+"""
+
+from __future__ import annotations
+
+
+class DwsError(Exception):
+    """A user-facing error: the message is one line that names the file and the problem."""
+
+    def __init__(self, message: str, *, hint: str | None = None, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message if self.hint is None else f"{self.message} (hint: {self.hint})"

@@ -1,0 +1,196 @@
+"""DWSNet models: stacks of DWS layers with an invariant head or an equivariant output.
+
+Both models take a :class:`~dwscli.weights.space.WeightSpace` (the input nets), normalise each
+tensor with statistics fitted on a zoo (a scale per tensor, constant over hidden indices, so the
+normalisation is itself equivariant), and run a trunk of residual DWS blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from dwscli.errors import DwsError
+from dwscli.nn.features import WSFeatures
+from dwscli.nn.layers import (
+    ChannelNorm,
+    DWSLayer,
+    FixedMixing,
+    FixedShape,
+    InvariantPooling,
+    Pointwise,
+    activation_module,
+)
+from dwscli.weights.space import WeightSpace
+from dwscli.weights.spec import MLPSpec
+
+
+@dataclass
+class DWSNetConfig:
+    """Hyper-parameters of a DWSNet; stored in processor cards."""
+
+    hidden_channels: int = 32
+    num_layers: int = 4
+    fixed_mixing: FixedMixing = "full"
+    activation: str = "relu"
+    norm: bool = False
+    dropout: float = 0.0
+    # invariant models
+    out_features: int = 1
+    pooling: str = "mean"
+    head_hidden: list[int] = field(default_factory=lambda: [128])
+    # equivariant models
+    residual: bool = True
+    output_init_scale: float = 1e-2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DWSNetConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise DwsError(f"unknown model option(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+class WeightNormalizer(nn.Module):
+    """Per-tensor affine normalisation ``(x - mean) / std`` with statistics from a zoo.
+
+    Means and scales are scalars per tensor W_i / b_i, so they commute with permutations.
+    """
+
+    def __init__(self, depth: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(2 * depth))
+        self.register_buffer("std", torch.ones(2 * depth))
+
+    @torch.no_grad()
+    def fit(self, space: WeightSpace) -> None:
+        for k, t in enumerate([*space.weights, *space.biases]):
+            self.mean[k] = t.float().mean()
+            self.std[k] = t.float().std().clamp_min(1e-8)
+
+    def normalize(self, space: WeightSpace) -> WSFeatures:
+        tensors = [*space.weights, *space.biases]
+        depth = space.spec.depth
+        out = [((t - self.mean[k]) / self.std[k])[..., None] for k, t in enumerate(tensors)]
+        return WSFeatures(out[:depth], out[depth:])
+
+    def denormalize_delta(self, delta: WSFeatures) -> list[Tensor]:
+        """Scale a change expressed in normalised units back to weight units."""
+        return [t[..., 0] * self.std[k] for k, t in enumerate(delta.tensors())]
+
+
+class DWSBlock(nn.Module):
+    """DWS layer -> channel norm -> activation -> dropout, with a residual when shapes allow."""
+
+    def __init__(self, fixed: FixedShape, c_in: int, c_out: int, config: DWSNetConfig) -> None:
+        super().__init__()
+        self.layer = DWSLayer(fixed, c_in, c_out, fixed_mixing=config.fixed_mixing)
+        self.norm = ChannelNorm(fixed, c_out) if config.norm else None
+        self.act = Pointwise(activation_module(config.activation, inplace=True))
+        self.drop = Pointwise(nn.Dropout(config.dropout)) if config.dropout > 0 else None
+        self.residual = c_in == c_out
+
+    def forward(self, x: WSFeatures) -> WSFeatures:
+        y = self.layer(x)
+        if self.norm is not None:
+            y = self.norm(y)
+        y = self.act(y)
+        if self.drop is not None:
+            y = self.drop(y)
+        return x + y if self.residual else y
+
+
+class _DWSTrunk(nn.Module):
+    def __init__(self, spec: MLPSpec, config: DWSNetConfig) -> None:
+        super().__init__()
+        self.spec = spec
+        self.fixed = FixedShape.of(spec)
+        self.config = config
+        self.normalizer = WeightNormalizer(spec.depth)
+        channels = [1] + [config.hidden_channels] * config.num_layers
+        self.blocks = nn.Sequential(
+            *(DWSBlock(self.fixed, a, b, config) for a, b in zip(channels[:-1], channels[1:]))
+        )
+
+    def check_input(self, space: WeightSpace) -> None:
+        widths = space.spec.widths
+        if (
+            len(widths) - 1 != self.fixed.depth
+            or widths[0] != self.fixed.input_dim
+            or widths[-1] != self.fixed.output_dim
+        ):
+            raise DwsError(
+                f"network {space.spec} does not fit this processor, which expects "
+                f"{self.fixed.describe()}"
+            )
+
+    def trunk(self, space: WeightSpace) -> WSFeatures:
+        self.check_input(space)
+        return self.blocks(self.normalizer.normalize(space))
+
+    def count_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class InvariantDWSNet(_DWSTrunk):
+    """Weights -> vector, unchanged by any hidden-neuron permutation of the input nets."""
+
+    def __init__(self, spec: MLPSpec, config: DWSNetConfig | None = None) -> None:
+        config = config or DWSNetConfig()
+        super().__init__(spec, config)
+        self.pool = InvariantPooling(
+            self.fixed,
+            config.hidden_channels,
+            fixed_mixing=config.fixed_mixing,
+            stats=config.pooling,
+        )
+        sizes = [self.pool.out_features, *config.head_hidden]
+        head: list[nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            head += [nn.Linear(a, b), activation_module(config.activation)]
+            if config.dropout > 0:
+                head.append(nn.Dropout(config.dropout))
+        head.append(nn.Linear(sizes[-1], config.out_features))
+        self.head = nn.Sequential(*head)
+
+    def embed(self, space: WeightSpace) -> Tensor:
+        """The pooled invariant features (before the head): usable as an embedding."""
+        return self.pool(self.trunk(space))
+
+    def forward(self, space: WeightSpace) -> Tensor:
+        return self.head(self.embed(space))
+
+
+class EquivariantDWSNet(_DWSTrunk):
+    """Weights -> weights of the same shape; permuting the input permutes the output alike.
+
+    With ``residual`` the output is the input plus a change predicted by the trunk, scaled back
+    to weight units; the last layer starts small (``output_init_scale``) so an untrained
+    processor is close to the identity, which is what editing and adaptation want.
+    """
+
+    def __init__(self, spec: MLPSpec, config: DWSNetConfig | None = None) -> None:
+        config = config or DWSNetConfig()
+        super().__init__(spec, config)
+        self.output = DWSLayer(
+            self.fixed, config.hidden_channels, 1, fixed_mixing=config.fixed_mixing
+        )
+        with torch.no_grad():
+            for p in self.output.parameters():
+                p.mul_(config.output_init_scale)
+
+    def forward(self, space: WeightSpace) -> WeightSpace:
+        delta = self.normalizer.denormalize_delta(self.output(self.trunk(space)))
+        depth = space.spec.depth
+        if self.config.residual:
+            tensors = [t + d for t, d in zip([*space.weights, *space.biases], delta)]
+        else:
+            mean = self.normalizer.mean
+            tensors = [d + mean[k] for k, d in enumerate(delta)]
+        return WeightSpace(tensors[:depth], tensors[depth:], space.spec)

@@ -1,0 +1,91 @@
+"""Load a processor: ``<name>.safetensors`` (model weights) + ``<name>.yaml`` (its card).
+
+A card holds the task, the model kind (invariant/equivariant) and hyper-parameters, the input
+spec and preprocessing, training provenance and measured metrics (DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from dwscli.errors import DwsError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@dataclass
+class Processor:
+    name: str
+    card: dict
+    model: object  # torch.nn.Module; typed loosely to keep this module import-light
+    path: Path
+    kind: str = "invariant"
+    spec: object = field(default=None)
+
+
+def resolve_processor_path(name_or_path: str) -> Path:
+    """A shipped processor name (``fmnist-accuracy``) or a path to its .yaml/.safetensors."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".safetensors") or candidate.exists():
+        card = candidate.with_suffix(".yaml")
+        if not card.is_file():
+            raise DwsError(f"{card}: processor card not found")
+        return card
+    shipped = PACKAGE_DIR / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in PACKAGE_DIR.glob("*.yaml"))
+    raise DwsError(
+        f"no processor named {name_or_path!r}",
+        hint=f"shipped: {', '.join(names)}" if names else "no processors are shipped yet",
+    )
+
+
+def build_model(card: dict):
+    from dwscli.nn.models import DWSNetConfig, EquivariantDWSNet, InvariantDWSNet
+    from dwscli.weights.spec import MLPSpec
+
+    try:
+        spec = MLPSpec.parse(card["input"]["spec"])
+        kind = card["model"]["kind"]
+        config = DWSNetConfig.from_dict(card["model"].get("config", {}))
+    except (KeyError, TypeError) as error:
+        raise DwsError(f"processor card is missing {error}") from error
+    if kind == "invariant":
+        return spec, kind, InvariantDWSNet(spec, config)
+    if kind == "equivariant":
+        return spec, kind, EquivariantDWSNet(spec, config)
+    raise DwsError(f"unknown processor kind {kind!r}", hint="use 'invariant' or 'equivariant'")
+
+
+def load_processor(name_or_path: str, *, device: str = "cpu") -> Processor:
+    from safetensors.torch import load_file
+
+    card_path = resolve_processor_path(name_or_path)
+    try:
+        card = yaml.safe_load(card_path.read_text())
+    except yaml.YAMLError as error:
+        raise DwsError(
+            f"{card_path}: not a valid YAML card ({error.__class__.__name__})"
+        ) from error
+    if not isinstance(card, dict):
+        raise DwsError(f"{card_path}: processor card must be a mapping")
+    spec, kind, model = build_model(card)
+    weights_path = card_path.with_suffix(".safetensors")
+    if not weights_path.is_file():
+        raise DwsError(f"{weights_path}: processor weights not found")
+    try:
+        state = load_file(str(weights_path), device=device)
+    except Exception as error:  # safetensors raises several error types
+        raise DwsError(f"{weights_path}: cannot read processor weights ({error})") from error
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise DwsError(
+            f"{weights_path}: weights do not match the card "
+            f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)"
+        )
+    model.to(device).eval()
+    return Processor(card.get("name", card_path.stem), card, model, card_path, kind, spec)

@@ -1,0 +1,172 @@
+"""Every layer and model commutes with random hidden-neuron permutations (float64, ≤ 1e-10)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from dwscli.errors import DwsError
+from dwscli.nn.equivariance import equivariance_error, random_features, self_check
+from dwscli.nn.layers import ChannelNorm, DWSLayer, FixedShape, InvariantPooling, Pointwise
+from dwscli.nn.models import DWSNetConfig, EquivariantDWSNet, InvariantDWSNet
+from dwscli.weights.space import WeightSpace
+from dwscli.weights.spec import MLPSpec
+
+TOL = 1e-10
+# depths 3, 4 and 5 with several widths (and the degenerate depths 1 and 2)
+SPECS = [
+    "2-7-5-1:sine",
+    "3-4-9-6-2",
+    "2-5-6-7-8-3:tanh",
+    "4-6-2",
+    "5-3",
+    "2-32-32-32-1:sine",
+]
+MODES = ["full", "shared"]
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(1234)
+
+
+def _randomize_biases(layer: DWSLayer) -> DWSLayer:
+    with torch.no_grad():
+        for b in layer.biases:
+            b.normal_()
+    return layer
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("text", SPECS)
+def test_dws_layer_is_equivariant(text: str, mode: str) -> None:
+    spec = MLPSpec.parse(text)
+    layer = _randomize_biases(DWSLayer(FixedShape.of(spec), 3, 5, fixed_mixing=mode))
+    assert equivariance_error(layer, spec, channels=3, trials=4) <= TOL
+
+
+@pytest.mark.parametrize("text", SPECS)
+def test_pointwise_pieces_are_equivariant(text: str) -> None:
+    spec = MLPSpec.parse(text)
+    fixed = FixedShape.of(spec)
+    norm = ChannelNorm(fixed, 4)
+    with torch.no_grad():
+        for p in norm.parameters():
+            p.normal_()
+    assert equivariance_error(norm, spec, channels=4) <= TOL
+    assert equivariance_error(Pointwise(nn.GELU()), spec, channels=4) <= TOL
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("stats", ["mean", "mean+max"])
+@pytest.mark.parametrize("text", SPECS)
+def test_pooling_is_invariant(text: str, mode: str, stats: str) -> None:
+    spec = MLPSpec.parse(text)
+    pool = InvariantPooling(FixedShape.of(spec), 4, fixed_mixing=mode, stats=stats)
+    assert equivariance_error(pool, spec, channels=4, invariant=True) <= TOL
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("text", SPECS[:4])
+def test_models_are_invariant_and_equivariant(text: str, mode: str) -> None:
+    spec = MLPSpec.parse(text)
+    config = DWSNetConfig(hidden_channels=6, num_layers=3, fixed_mixing=mode, output_init_scale=1.0)
+    invariant = InvariantDWSNet(spec, config).eval()
+    equivariant = EquivariantDWSNet(spec, config).eval()
+    assert equivariance_error(invariant, spec, invariant=True, as_space=True) <= TOL
+    assert equivariance_error(equivariant, spec, as_space=True) <= TOL
+
+
+def test_non_equivariant_module_is_caught() -> None:
+    """The check itself can fail: a dense map over hidden indices is not equivariant."""
+    spec = MLPSpec.parse("2-5-6-1")
+    mixer = nn.Linear(5, 5).double()
+
+    def mix_rows(features):
+        first = mixer(features.weights[0].transpose(1, -1)).transpose(1, -1)
+        return type(features)([first, *features.weights[1:]], features.biases)
+
+    assert equivariance_error(mix_rows, spec) > 1e-3
+
+
+def test_equivariant_output_is_not_trivially_the_input() -> None:
+    spec = MLPSpec.parse("2-8-8-1:sine")
+    model = EquivariantDWSNet(
+        spec, DWSNetConfig(hidden_channels=4, num_layers=2, output_init_scale=1.0)
+    )
+    space = WeightSpace.random(spec, 2)
+    out = model(space)
+    assert (out.flatten() - space.flatten()).abs().max() > 1e-3
+
+
+def test_hidden_widths_may_change_but_fixed_dims_may_not() -> None:
+    spec = MLPSpec.parse("2-32-32-1:sine")
+    model = InvariantDWSNet(spec, DWSNetConfig(hidden_channels=4, num_layers=2)).eval()
+    wider = WeightSpace.random(MLPSpec.parse("2-64-16-1:sine"), 3)
+    assert model(wider).shape == (3, 1)
+    with pytest.raises(DwsError, match=r"expects 2-\*-\*-1"):
+        model(WeightSpace.random(MLPSpec.parse("3-32-32-1"), 2))
+    with pytest.raises(DwsError, match="does not fit"):
+        model(WeightSpace.random(MLPSpec.parse("2-32-32-32-1"), 2))
+
+
+def test_dropout_is_off_in_eval() -> None:
+    spec = MLPSpec.parse("2-8-8-1")
+    model = InvariantDWSNet(spec, DWSNetConfig(hidden_channels=4, num_layers=2, dropout=0.5))
+    space = WeightSpace.random(spec, 4)
+    model.eval()
+    assert torch.equal(model(space), model(space))
+    model.train()
+    assert not torch.equal(model(space), model(space))
+
+
+def test_layer_rejects_wrong_channels() -> None:
+    spec = MLPSpec.parse("2-4-1")
+    layer = DWSLayer(FixedShape.of(spec), 3, 3)
+    with pytest.raises(DwsError, match="3 channels"):
+        layer(random_features(spec, 1, 2, dtype=torch.float32))
+
+
+def test_layer_repr_counts_weights() -> None:
+    layer = DWSLayer(FixedShape(3, 2, 1), 1, 1)
+    n = sum(p.numel() for p in layer.parameters())
+    assert f"| {n} weights" in repr(layer)
+
+
+def test_self_check_passes() -> None:
+    rows = self_check(seed=3)
+    assert rows and all(row["passed"] for row in rows)
+    assert {row["kind"] for row in rows} == {"equivariant", "invariant"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("text", ["2-5-6-3", "3-4-5-6-2", "4-3", "2-3-4-5-6-1:tanh"])
+def test_fused_layer_matches_plain_autograd(text: str, mode: str) -> None:
+    """The hand-written backward of the fused layer equals autograd through the plain layer."""
+    spec = MLPSpec.parse(text)
+    layer = _randomize_biases(DWSLayer(FixedShape.of(spec), 3, 4, fixed_mixing=mode)).double()
+    x = random_features(spec, 2, 3).map(lambda t: t.requires_grad_())
+    fused, plain = layer(x), layer.reference_forward(x)
+    for a, b in zip(fused.tensors(), plain.tensors()):
+        assert torch.allclose(a, b, atol=1e-12)
+    upstream = [torch.randn_like(t) for t in fused.tensors()]
+    wrt = [*x.tensors(), *layer.parameters()]
+    grads_fused = torch.autograd.grad(fused.tensors(), wrt, upstream)
+    grads_plain = torch.autograd.grad(plain.tensors(), wrt, upstream)
+    for a, b in zip(grads_fused, grads_plain):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_fused_layer_passes_gradcheck() -> None:
+    spec = MLPSpec.parse("2-3-4-1")
+    layer = DWSLayer(FixedShape.of(spec), 2, 2).double()
+    x = random_features(spec, 1, 2)
+
+    def run(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        depth = spec.depth
+        out = layer(type(x)(list(tensors[:depth]), list(tensors[depth:])))
+        return tuple(out.tensors())
+
+    inputs = tuple(t.requires_grad_() for t in x.tensors())
+    assert torch.autograd.gradcheck(run, inputs)
