@@ -30,11 +30,15 @@ PathLike = str | os.PathLike[str]
 CHECK_INPUTS = 256
 
 
-def load(path: PathLike, *, activation: str | None = None) -> Checkpoint:
+def load(
+    path: PathLike, *, activation: str | None = None, allow_nonfinite: bool = False
+) -> Checkpoint:
     """Load one checkpoint given as a file or ``example:NAME`` (see :func:`load_checkpoint`)."""
     from dwscli.weights.checkpoint import load_checkpoint
 
-    return load_checkpoint(expand_single(path), activation=activation)
+    return load_checkpoint(
+        expand_single(path), activation=activation, allow_nonfinite=allow_nonfinite
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -67,6 +71,7 @@ def inspect_checkpoint(
     *,
     activation: str | None = None,
     processors: list[ProcessorCard] | None = None,
+    allow_nonfinite: bool = False,
 ) -> dict[str, Any]:
     """What ``dws inspect`` shows about one checkpoint, as a JSON-ready dict.
 
@@ -76,7 +81,7 @@ def inspect_checkpoint(
     stored), ``layout`` (format, per layer its module, keys and dtype, and the bias-free layers),
     ``metadata`` and ``processors`` (names of the shipped processors whose input spec fits).
     """
-    checkpoint = load(path, activation=activation)
+    checkpoint = load(path, activation=activation, allow_nonfinite=allow_nonfinite)
     spec = checkpoint.spec
     cards = list_processors() if processors is None else processors
     return {
@@ -145,6 +150,7 @@ def permute_checkpoint(
     force: bool = False,
     activation: str | None = None,
     num_inputs: int = CHECK_INPUTS,
+    allow_nonfinite: bool = False,
 ) -> PermuteResult:
     """Write ``output``: ``path``'s network with its hidden neurons randomly permuted.
 
@@ -167,7 +173,7 @@ def permute_checkpoint(
         )
     if target.exists() and not force:
         raise DwsError(f"{target}: exists; pass --force to overwrite")
-    checkpoint = load(source, activation=activation)
+    checkpoint = load(source, activation=activation, allow_nonfinite=allow_nonfinite)
     if seed is None:
         seed = secrets.randbelow(2**31)
     generator = torch.Generator().manual_seed(seed)
@@ -179,6 +185,7 @@ def permute_checkpoint(
         space=permuted,
         provenance={"operation": "permute", "seed": str(seed), "source": source.name},
         force=force,
+        allow_nonfinite=allow_nonfinite,
     )
     return PermuteResult(
         input=str(source),

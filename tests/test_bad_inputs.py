@@ -287,3 +287,37 @@ def test_nonfinite_error_says_how_to_allow_it(tmp_path):
     path, _ = nan_weights(tmp_path)
     with pytest.raises(DwsError, match="--allow-nonfinite"):
         load_checkpoint(path)
+
+
+# -- the same bad inputs through the command line ---------------------------------------------
+
+
+@pytest.mark.parametrize("make", CASES, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("command", ["inspect", "permute"])
+def test_bad_input_through_the_cli(tmp_path, make, command, capfd):
+    from dwscli.cli.app import main
+
+    path, fragment = make(tmp_path)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    output = out_dir / "result.safetensors"
+    args = [command, str(path)] + (["-o", str(output)] if command == "permute" else [])
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capfd.readouterr()
+    assert exit_info.value.code == 1
+    error_lines = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, captured.err
+    assert path.name in error_lines[0] and fragment in error_lines[0]
+    assert "Traceback" not in captured.err + captured.out
+    assert list(out_dir.iterdir()) == []  # no output, not even a temporary file
+
+
+def test_cli_allow_nonfinite_flag(tmp_path, capfd):
+    from dwscli.cli.app import main
+
+    path, _ = nan_weights(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["inspect", "--allow-nonfinite", "--json", str(path)])
+    assert exit_info.value.code == 0
+    assert path.name in capfd.readouterr().out

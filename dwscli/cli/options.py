@@ -29,3 +29,10 @@ ActivationOption = Annotated[
         ),
     ),
 ]
+AllowNonfiniteOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-nonfinite",
+        help="Accept NaN/Inf weights (refused by default: they usually mean a broken file).",
+    ),
+]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dwscli.cli.commands import doc_help
-from dwscli.cli.options import ActivationOption, JsonOption
+from dwscli.cli.options import ActivationOption, AllowNonfiniteOption, JsonOption
 from dwscli.cli.output import Output, key_value_table, make_table
 
 if TYPE_CHECKING:
@@ -115,6 +115,7 @@ def inspect_command(
         ),
     ],
     activation: ActivationOption = None,
+    allow_nonfinite: AllowNonfiniteOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Show a checkpoint's spec, size, dtype, metadata and the shipped processors that fit it.
@@ -140,7 +141,11 @@ def inspect_command(
     infos: list[dict[str, Any]] = []
     for path in expand_paths(paths, on_error=fail):
         try:
-            infos.append(inspect_checkpoint(path, activation=activation, processors=cards))
+            infos.append(
+                inspect_checkpoint(
+                    path, activation=activation, allow_nonfinite=allow_nonfinite, processors=cards
+                )
+            )
         except DwsError as error:
             fail(error)
     if infos:

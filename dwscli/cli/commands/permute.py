@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dwscli.cli.commands import doc_help
-from dwscli.cli.options import ActivationOption, ForceOption, JsonOption, SeedOption
+from dwscli.cli.options import (
+    ActivationOption,
+    AllowNonfiniteOption,
+    ForceOption,
+    JsonOption,
+    SeedOption,
+)
 from dwscli.cli.output import Output, key_value_table
 
 if TYPE_CHECKING:
@@ -55,6 +61,7 @@ def permute_command(
     seed: SeedOption = None,
     force: ForceOption = False,
     activation: ActivationOption = None,
+    allow_nonfinite: AllowNonfiniteOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Permute the hidden neurons of a network at random: new weights, the same function.
@@ -66,7 +73,9 @@ def permute_command(
     from dwscli.api import permute_checkpoint
 
     out = Output(json_mode=json_output)
-    result = permute_checkpoint(path, output, seed=seed, force=force, activation=activation)
+    result = permute_checkpoint(
+        path, output, seed=seed, force=force, activation=activation, allow_nonfinite=allow_nonfinite
+    )
     out.emit(result.to_dict(), render=lambda: render(result))
     if result.permuted_layers == 0:
         out.warning(

@@ -1,0 +1,152 @@
+"""Fitting many SIRENs at once: one image (or 1-D signal) per net, stacked tensors, one AdamW.
+
+The forward and backward passes are written by hand for the sine MLP. That avoids autograd's
+bookkeeping and lets the elementwise work be done in place: the sine of each layer and, for the
+backward, its cosine are computed from one saved pre-activation, gradients reuse buffers, and the
+first layer's matmul with the shared coordinate grid is one small matmul for all nets. Nets stop
+when they reach the PSNR target; finished nets are dropped from the chunk so the remaining work
+shrinks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from dwscli.data.stacked import StackedAdamW, siren_init
+from dwscli.weights.functional import sine_frequencies
+from dwscli.weights.space import WeightSpace
+from dwscli.weights.spec import MLPSpec
+
+
+@dataclass
+class FitResult:
+    space: WeightSpace
+    mse: Tensor  # [N] final mean squared error in the target space
+    steps: Tensor  # [N] optimisation steps each net took
+
+
+def siren_loss_and_grads(
+    space: WeightSpace, coords: Tensor, targets: Tensor
+) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """Per-net MSE ``[N]`` and its gradients (sum over nets) for sine MLPs.
+
+    ``coords`` ``[P, d_0]`` are shared by every net; ``targets`` is ``[N, P, d_L]``.
+    """
+    spec = space.spec
+    w0_first, w0_hidden = sine_frequencies(spec)
+    depth = spec.depth
+    points = coords.shape[0]
+    pre: list[Tensor] = []  # w0 * z for each hidden layer
+    acts: list[Tensor] = []  # sin(w0 * z)
+    h = None
+    for i in range(depth):
+        w, b = space.weights[i], space.biases[i]
+        if i == 0:
+            z = torch.matmul(coords, w.transpose(1, 2))  # [P,d0] x [N,d0,d1] -> [N,P,d1]
+        else:
+            z = torch.bmm(h, w.transpose(1, 2))
+        z.add_(b[:, None, :])
+        if i == depth - 1:
+            h = z
+            break
+        z.mul_(w0_first if i == 0 else w0_hidden)
+        pre.append(z)
+        h = torch.sin(z)
+        acts.append(h)
+    residual = h.sub_(targets)  # output is no longer needed: reuse its memory
+    mse = residual.pow(2).mean(dim=(1, 2))
+    grad = residual.mul_(2.0 / (points * residual.shape[2]))
+    weight_grads: list[Tensor] = [None] * depth  # type: ignore[list-item]
+    bias_grads: list[Tensor] = [None] * depth  # type: ignore[list-item]
+    for i in range(depth - 1, -1, -1):
+        bias_grads[i] = grad.sum(dim=1)
+        if i == 0:
+            weight_grads[i] = torch.matmul(grad.transpose(1, 2), coords)
+            break
+        weight_grads[i] = torch.bmm(grad.transpose(1, 2), acts[i - 1])
+        upstream = torch.bmm(grad, space.weights[i])
+        # d sin(w0 z)/dz = w0 cos(w0 z); pre[i-1] already holds w0 z.
+        cos = torch.cos(pre[i - 1], out=pre[i - 1])
+        grad = upstream.mul_(cos).mul_(w0_first if i == 1 else w0_hidden)
+    return mse, weight_grads, bias_grads
+
+
+def fit_sines(
+    targets: Tensor,
+    coords: Tensor,
+    spec: MLPSpec,
+    *,
+    steps: int,
+    lr: float = 1e-4,
+    mse_target: float | Tensor | None = None,
+    generator: torch.Generator | None = None,
+    init: WeightSpace | None = None,
+    check_every: int = 25,
+) -> FitResult:
+    """Fit ``N`` sine MLPs, net n to ``targets[n]`` ``[P, d_L]`` on the shared ``coords``.
+
+    Stops a net when its MSE is at most ``mse_target`` (checked every ``check_every`` steps) or
+    after ``steps`` steps.
+    """
+    n = targets.shape[0]
+    if targets.dim() == 2:
+        targets = targets[..., None]
+    generator = generator or torch.Generator().manual_seed(0)
+    space = init.clone() if init is not None else siren_init(spec, n, generator)
+    params = [*space.weights, *space.biases]
+    optimizer = StackedAdamW(params, lr)
+    threshold = None
+    if mse_target is not None:
+        threshold = torch.as_tensor(mse_target, dtype=targets.dtype).expand(n).clone()
+    # Work on the still-active nets only: `index` maps chunk rows to original nets.
+    index = torch.arange(n)
+    steps_taken = torch.zeros(n, dtype=torch.long)
+    out_w = [w.clone() for w in space.weights]
+    out_b = [b.clone() for b in space.biases]
+    active_targets = targets
+    for step in range(1, steps + 1):
+        current = WeightSpace(params[: spec.depth], params[spec.depth :], spec)
+        mse, gw, gb = siren_loss_and_grads(current, coords, active_targets)
+        optimizer.step([*gw, *gb])
+        steps_taken[index] += 1
+        last = step == steps
+        if threshold is None or not (last or step % check_every == 0):
+            continue
+        done = mse <= threshold[index]
+        if last:
+            done = torch.ones_like(done)
+        if done.any():
+            finished = index[done]
+            for k in range(spec.depth):
+                out_w[k][finished] = params[k][done]
+                out_b[k][finished] = params[spec.depth + k][done]
+            keep = (~done).nonzero().squeeze(1)
+            if keep.numel() == 0:
+                break
+            params = [p[keep].contiguous() for p in params]
+            optimizer.params = params
+            optimizer.keep(keep)
+            index = index[keep]
+            active_targets = active_targets[keep]
+    if threshold is None:
+        out_w, out_b = params[: spec.depth], params[spec.depth :]
+    result = WeightSpace(out_w, out_b, spec)
+    return FitResult(result, evaluate_mse(result, coords, targets), steps_taken)
+
+
+def evaluate_mse(space: WeightSpace, coords: Tensor, targets: Tensor, chunk: int = 256) -> Tensor:
+    """Per-net MSE ``[N]`` of the final weights (a plain forward, no gradients)."""
+    from dwscli.weights.functional import mlp_forward
+
+    if targets.dim() == 2:
+        targets = targets[..., None]
+    out = []
+    with torch.no_grad():
+        for start in range(0, space.batch_size, chunk):
+            prediction = mlp_forward(space[start : start + chunk], coords)
+            error = prediction - targets[start : start + chunk]
+            out.append(error.pow(2).mean(dim=(1, 2)))
+    return torch.cat(out)
