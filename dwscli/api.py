@@ -229,3 +229,50 @@ __all__ = [
     "permute_checkpoint",
     "processors",
 ]
+
+
+# ------------------------------------------------------------------------------------------
+# render
+
+
+def render_inrs(
+    paths: list[PathLike],
+    output: PathLike,
+    *,
+    grid: bool = False,
+    scale: int = 4,
+    columns: int | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Decode image INRs to the pictures they encode and write them as one PNG.
+
+    Each INR is rendered with the conventions in its own metadata (``inr.grid``,
+    ``inr.coord_range``, ``inr.output_scale``/``offset``; w0 from its spec). Several INRs need
+    ``grid=True`` and are tiled into one picture.
+    """
+    import torch
+
+    from dwscli.images import image_grid, save_png
+    from dwscli.weights.inr import InrConventions, render
+
+    if len(paths) > 1 and not grid:
+        raise DwsError(
+            f"{len(paths)} INRs given but one image to write", hint="pass --grid to tile them"
+        )
+    images = []
+    for path in paths:
+        checkpoint = load(path)
+        conventions = InrConventions.from_metadata(checkpoint.metadata, source=str(checkpoint.path))
+        if checkpoint.spec.input_dim != 2 or checkpoint.spec.output_dim != 1:
+            raise DwsError(
+                f"{checkpoint.path}: a {checkpoint.spec} network is not an image INR "
+                "(which maps 2 coordinates to 1 value)"
+            )
+        images.append(render(checkpoint.space, conventions)[0])
+    sizes = {tuple(i.shape) for i in images}
+    if len(sizes) > 1:
+        raise DwsError(f"the INRs render to different sizes {sorted(sizes)}; render them apart")
+    picture = image_grid(torch.stack(images), columns=columns) if grid else images[0]
+    written = save_png(picture, output, scale=scale, force=force)
+    height, width = images[0].shape
+    return {"output": str(written), "inrs": len(images), "image_size": [height, width]}

@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from dwscli import __version__
-from dwscli.cli.commands import equivariance, inspect, permute, processors
+from dwscli.cli.commands import equivariance, inspect, permute, processors, render, zoo
 from dwscli.cli.errors import run_guarded, state
 
 
@@ -91,7 +91,7 @@ def root(
     state.debug = debug
 
 
-for _module in (inspect, permute, equivariance, processors):
+for _module in (inspect, permute, equivariance, processors, zoo, render):
     _module.register(app)
 
 

@@ -141,3 +141,68 @@ class Output:
 
 
 __all__ = ["Output", "key_value_table", "make_table", "stderr_console", "stdout_console", "to_json"]
+
+
+@contextmanager
+def progress_bar(
+    total: int, description: str, *, unit: str = "nets"
+) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (done/total, rate, ETA); yields ``advance(n)``.
+
+    When stderr is not a terminal (a batch job writing a log), a plain line is printed at most
+    every 30 seconds instead, so logs show progress without control characters.
+    """
+    import time
+
+    console = stderr_console()
+    if not console.is_terminal:
+        start = last = time.monotonic()
+        done = 0
+
+        def advance_plain(n: int) -> None:
+            nonlocal done, last
+            done += n
+            now = time.monotonic()
+            if now - last >= 30 or done >= total:
+                rate = done / max(now - start, 1e-9)
+                eta = (total - done) / rate if rate > 0 else float("inf")
+                console.print(
+                    f"{description}: {done}/{total} {unit}, {rate:.1f} {unit}/s, ETA {eta:.0f} s",
+                    soft_wrap=True,
+                )
+                last = now
+
+        yield advance_plain
+        return
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(f"{unit}"),
+        TextColumn("[progress.data.speed]{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(description, total=total, rate="")
+        start = time.monotonic()
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            rate = done / max(time.monotonic() - start, 1e-9)
+            bar.update(task, advance=n, rate=f"{rate:.1f} {unit}/s")
+
+        yield advance

@@ -29,49 +29,69 @@ class FitResult:
 
 
 def siren_loss_and_grads(
-    space: WeightSpace, coords: Tensor, targets: Tensor
+    space: WeightSpace, coords: Tensor, targets: Tensor, *, compiled: bool = False
 ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """Per-net MSE ``[N]`` and its gradients (sum over nets) for sine MLPs.
 
     ``coords`` ``[P, d_0]`` are shared by every net; ``targets`` is ``[N, P, d_L]``.
+    ``compiled`` runs a ``torch.compile``d version (fuses the elementwise work; the first call
+    per shape pays the compilation).
     """
-    spec = space.spec
-    w0_first, w0_hidden = sine_frequencies(spec)
-    depth = spec.depth
+    w0_first, w0_hidden = sine_frequencies(space.spec)
+    kernel = _compiled_kernel() if compiled else _sine_mlp_loss_grads
+    return kernel(space.weights, space.biases, coords, targets, w0_first, w0_hidden)
+
+
+def _sine_mlp_loss_grads(
+    weights: list[Tensor],
+    biases: list[Tensor],
+    coords: Tensor,
+    targets: Tensor,
+    w0_first: float,
+    w0_hidden: float,
+) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    depth = len(weights)
     points = coords.shape[0]
     pre: list[Tensor] = []  # w0 * z for each hidden layer
     acts: list[Tensor] = []  # sin(w0 * z)
-    h = None
+    h = coords
     for i in range(depth):
-        w, b = space.weights[i], space.biases[i]
-        if i == 0:
-            z = torch.matmul(coords, w.transpose(1, 2))  # [P,d0] x [N,d0,d1] -> [N,P,d1]
+        if i == 0:  # [P, d0] x [N, d0, d1] -> [N, P, d1]: one matmul with the shared grid
+            z = torch.matmul(coords, weights[0].transpose(1, 2)) + biases[0][:, None, :]
         else:
-            z = torch.bmm(h, w.transpose(1, 2))
-        z.add_(b[:, None, :])
+            z = torch.baddbmm(biases[i][:, None, :], h, weights[i].transpose(1, 2))
         if i == depth - 1:
             h = z
             break
-        z.mul_(w0_first if i == 0 else w0_hidden)
+        z = z * (w0_first if i == 0 else w0_hidden)
         pre.append(z)
         h = torch.sin(z)
         acts.append(h)
-    residual = h.sub_(targets)  # output is no longer needed: reuse its memory
+    residual = h - targets
     mse = residual.pow(2).mean(dim=(1, 2))
-    grad = residual.mul_(2.0 / (points * residual.shape[2]))
-    weight_grads: list[Tensor] = [None] * depth  # type: ignore[list-item]
-    bias_grads: list[Tensor] = [None] * depth  # type: ignore[list-item]
+    grad = residual * (2.0 / (points * residual.shape[2]))
+    weight_grads: list[Tensor] = []
+    bias_grads: list[Tensor] = []
     for i in range(depth - 1, -1, -1):
-        bias_grads[i] = grad.sum(dim=1)
+        bias_grads.append(grad.sum(dim=1))
         if i == 0:
-            weight_grads[i] = torch.matmul(grad.transpose(1, 2), coords)
+            weight_grads.append(torch.matmul(grad.transpose(1, 2), coords))
             break
-        weight_grads[i] = torch.bmm(grad.transpose(1, 2), acts[i - 1])
-        upstream = torch.bmm(grad, space.weights[i])
+        weight_grads.append(torch.bmm(grad.transpose(1, 2), acts[i - 1]))
         # d sin(w0 z)/dz = w0 cos(w0 z); pre[i-1] already holds w0 z.
-        cos = torch.cos(pre[i - 1], out=pre[i - 1])
-        grad = upstream.mul_(cos).mul_(w0_first if i == 1 else w0_hidden)
-    return mse, weight_grads, bias_grads
+        w0 = w0_first if i == 1 else w0_hidden
+        grad = torch.bmm(grad, weights[i]) * torch.cos(pre[i - 1]) * w0
+    return mse, weight_grads[::-1], bias_grads[::-1]
+
+
+_COMPILED = None
+
+
+def _compiled_kernel():
+    global _COMPILED
+    if _COMPILED is None:
+        _COMPILED = torch.compile(_sine_mlp_loss_grads, dynamic=True)
+    return _COMPILED
 
 
 def fit_sines(
@@ -85,6 +105,7 @@ def fit_sines(
     generator: torch.Generator | None = None,
     init: WeightSpace | None = None,
     check_every: int = 25,
+    compiled: bool = False,
 ) -> FitResult:
     """Fit ``N`` sine MLPs, net n to ``targets[n]`` ``[P, d_L]`` on the shared ``coords``.
 
@@ -109,7 +130,7 @@ def fit_sines(
     active_targets = targets
     for step in range(1, steps + 1):
         current = WeightSpace(params[: spec.depth], params[spec.depth :], spec)
-        mse, gw, gb = siren_loss_and_grads(current, coords, active_targets)
+        mse, gw, gb = siren_loss_and_grads(current, coords, active_targets, compiled=compiled)
         optimizer.step([*gw, *gb])
         steps_taken[index] += 1
         last = step == steps

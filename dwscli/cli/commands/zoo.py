@@ -1,0 +1,335 @@
+"""``dws zoo …``: make model zoos (INRs, sine INRs, classifiers), inspect, export and merge them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from dwscli.cli.commands import doc_help
+from dwscli.cli.options import ForceOption, JsonOption
+from dwscli.cli.output import Output, key_value_table, make_table, progress_bar
+
+zoo_app = typer.Typer(
+    name="zoo",
+    help="Make model zoos (INRs, sine INRs, classifiers) and inspect, export and merge them.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+OutOption = Annotated[str, typer.Option("--out", "-o", metavar="DIR", help="Zoo directory.")]
+CountOption = Annotated[int, typer.Option("--count", "-n", min=1, help="Number of nets.")]
+SeedOption = Annotated[
+    int, typer.Option("--seed", min=0, help="Zoo seed (every net's seed derives from it).")
+]
+ShardOption = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="I/N",
+        help="Make only part I of N (1-based) of the zoo, e.g. for a job array; join the parts "
+        "with 'dws zoo merge'.",
+    ),
+]
+ShardSizeOption = Annotated[
+    int | None, typer.Option("--shard-size", min=1, help="Nets per shard file (default: ~16 MB).")
+]
+ThreadsOption = Annotated[
+    int | None, typer.Option("--threads", min=1, help="CPU threads for torch (default: torch's).")
+]
+
+
+def _setup(threads: int | None) -> None:
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def _report(out: Output, zoo: Any, directory: str, part: str | None) -> None:
+    if zoo is None:
+        message = f"part {part} of {directory} is done" if part else f"{directory} is not finished"
+        out.success(message + ("; join the parts with 'dws zoo merge'" if part else ""))
+        return
+    out.success(f"zoo {directory}: {len(zoo)} nets")
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def inrs_command(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="mnist or fashion-mnist.")],
+    out_dir: OutOption,
+    count: Annotated[
+        int | None,
+        typer.Option("--count", "-n", min=1, help="Nets (default: one per image, 70,000)."),
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Step budget per net.")] = 300,
+    psnr_target: Annotated[float, typer.Option(help="Stop a net at this PSNR (dB).")] = 35.0,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
+    spec: Annotated[str, typer.Option(help="SIREN spec.")] = "2-32-32-32-1:sine;w0=30",
+    compile_step: Annotated[
+        bool, typer.Option("--compile/--no-compile", help="torch.compile the fitting step.")
+    ] = True,
+    seed: SeedOption = 0,
+    shard: ShardOption = None,
+    shard_size: ShardSizeOption = None,
+    threads: ThreadsOption = None,
+) -> None:
+    """Fit one SIREN per image of MNIST or Fashion-MNIST (official train images, then test).
+
+    Resumable: run the same command again after an interruption and it continues from the
+    last finished shard. The INR conventions (grid, coordinate range, output scaling, w0) are
+    written into the zoo and into every exported checkpoint.
+    """
+    from dwscli.data.zoo_make import InrZooConfig, make_inr_zoo
+
+    _setup(threads)
+    config = InrZooConfig(
+        spec=spec, steps=steps, psnr_target=psnr_target, lr=lr, compiled=compile_step
+    )
+    out = Output()
+    total = _part_size(count or 70_000, shard, shard_size, spec)
+    with progress_bar(total, f"INRs {dataset}") as advance:
+        zoo = make_inr_zoo(
+            out_dir,
+            dataset,
+            count=count,
+            config=config,
+            seed=seed,
+            shard_size=shard_size,
+            part=shard,
+            progress=advance,
+        )
+    _report(out, zoo, out_dir, shard)
+
+
+def sines_command(
+    out_dir: OutOption,
+    count: CountOption = 5000,
+    spec: Annotated[str, typer.Option(help="SIREN spec.")] = "1-32-32-1:sine;w0=30",
+    steps: Annotated[int, typer.Option(help="Step budget per net.")] = 1000,
+    compile_step: Annotated[
+        bool, typer.Option("--compile/--no-compile", help="torch.compile the fitting step.")
+    ] = True,
+    seed: SeedOption = 0,
+    shard: ShardOption = None,
+    shard_size: ShardSizeOption = None,
+    threads: ThreadsOption = None,
+) -> None:
+    """Fit 1-D SIRENs to a·sin(b·x) on [-π, π] with a, b ~ U(0, 10) (a, b recorded as labels)."""
+    from dwscli.data.zoo_make import SineZooConfig, make_sine_zoo
+
+    _setup(threads)
+    config = SineZooConfig(spec=spec, steps=steps, compiled=compile_step)
+    out = Output()
+    with progress_bar(_part_size(count, shard, shard_size, spec), "sine INRs") as advance:
+        zoo = make_sine_zoo(
+            out_dir,
+            count=count,
+            config=config,
+            seed=seed,
+            shard_size=shard_size,
+            part=shard,
+            progress=advance,
+        )
+    _report(out, zoo, out_dir, shard)
+
+
+def classifiers_command(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="fashion-mnist or mnist.")],
+    out_dir: OutOption,
+    count: CountOption = 5000,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="Hyper-parameter ranges: 'spread' (accuracies from chance to good, for "
+            "accuracy prediction) or 'adaptation' (decent source classifiers)."
+        ),
+    ] = "spread",
+    spec: Annotated[str, typer.Option(help="Classifier spec (inputs = pooled pixels).")] = (
+        "196-32-32-10:relu"
+    ),
+    pool: Annotated[int, typer.Option(min=1, help="Average-pool factor of the 28x28 images.")] = 2,
+    eval_corruption: Annotated[
+        str | None,
+        typer.Option(help="Also record accuracy on the test set under this corruption."),
+    ] = None,
+    seed: SeedOption = 0,
+    shard: ShardOption = None,
+    shard_size: ShardSizeOption = None,
+    threads: ThreadsOption = None,
+) -> None:
+    """Train MLP classifiers, each with its own learning rate, weight decay, init scale,
+    number of steps, training subset, label noise, dropout and seed; record test accuracy,
+    train accuracy and loss of every net."""
+    from dwscli.data.classifier_train import PRESETS, ClassifierZooConfig
+    from dwscli.data.zoo_make import make_classifier_zoo
+    from dwscli.errors import DwsError
+
+    if preset not in PRESETS:
+        raise DwsError(f"unknown preset {preset!r}", hint=f"choose {' or '.join(PRESETS)}")
+    _setup(threads)
+    config = ClassifierZooConfig(
+        spec=spec, pool=pool, eval_corruption=eval_corruption, ranges=PRESETS[preset]
+    )
+    out = Output()
+    with progress_bar(
+        _part_size(count, shard, shard_size, spec), f"classifiers {dataset}"
+    ) as advance:
+        zoo = make_classifier_zoo(
+            out_dir,
+            dataset,
+            count=count,
+            config=config,
+            seed=seed,
+            shard_size=shard_size,
+            part=shard,
+            progress=advance,
+        )
+    _report(out, zoo, out_dir, shard)
+
+
+def _part_size(count: int, part: str | None, shard_size: int | None, spec: str) -> int:
+    """Nets a (part of a) run will make, for the progress bar."""
+    from dwscli.data.zoo import default_shard_size, plan_shards, select_part
+
+    plan = plan_shards(count, shard_size or default_shard_size(spec))
+    return sum(len(r) for r in select_part(plan, part).values())
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _distribution_rows(info: dict[str, Any]) -> list[list[object]]:
+    rows = []
+    for group in ("metrics", "labels", "hparams"):
+        for key, stats in (info.get(group) or {}).items():
+            rows.append(
+                [
+                    f"{group[:-1] if group != 'hparams' else 'hparam'} {key}",
+                    stats["count"],
+                    *(f"{stats[k]:.4g}" for k in ("min", "p10", "median", "p90", "max", "mean")),
+                ]
+            )
+    return rows
+
+
+def info_command(
+    directory: Annotated[str, typer.Argument(metavar="DIR")], json_output: JsonOption = False
+) -> None:
+    """Counts, splits, spec and the distribution of every recorded metric and label."""
+    from dwscli.data.zoo import zoo_info
+
+    info = zoo_info(directory)
+    out = Output(json_mode=json_output)
+
+    def render() -> object:
+        from rich.console import Group
+
+        summary = {
+            "zoo": info["path"],
+            "kind": info["kind"],
+            "spec": info["spec"],
+            "dataset": info.get("dataset"),
+            "nets": info.get("nets", info.get("count")),
+            "splits": ", ".join(f"{k} {v}" for k, v in (info.get("splits") or {}).items()),
+            "size": f"{info.get('size_bytes', 0) / 1e6:.1f} MB",
+        }
+        if not info.get("finished", True):
+            summary["progress"] = f"{info.get('shards_done')} of {info.get('num_shards')} shards"
+        table = make_table(
+            ["field", "count", "min", "p10", "median", "p90", "max", "mean"],
+            _distribution_rows(info),
+        )
+        problems = info.get("problems") or []
+        parts: list[Any] = [key_value_table(summary), table]
+        if problems:
+            parts.append(key_value_table({"problem": "; ".join(problems)}))
+        return Group(*parts)
+
+    out.emit(info, render=render)
+    if info.get("problems"):
+        raise typer.Exit(1)
+
+
+def export_command(
+    directory: Annotated[str, typer.Argument(metavar="DIR")],
+    ids: Annotated[
+        str | None,
+        typer.Option("--ids", help="Comma-separated net ids (see manifest.jsonl)."),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="Export (the first --limit nets of) a split.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many.")] = None,
+    out_dir: Annotated[str, typer.Option("--out", "-o", metavar="OUTDIR")] = ".",
+    force: ForceOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Write single nets of a zoo as standalone safetensors checkpoints (with their metadata)."""
+    from pathlib import Path
+
+    from dwscli.data.zoo import Zoo
+    from dwscli.errors import DwsError
+
+    zoo = Zoo.open(directory)
+    if ids:
+        chosen = [i.strip() for i in ids.split(",") if i.strip()]
+    elif split:
+        chosen = zoo.ids(split)
+    else:
+        raise DwsError("say which nets to export", hint="pass --ids ID,ID,... or --split test")
+    chosen = chosen[:limit] if limit else chosen
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    paths = zoo.export(chosen, out_dir, force=force)
+    out = Output(json_mode=json_output)
+    out.emit([str(p) for p in paths], render=lambda: None)
+    out.success(f"wrote {len(paths)} checkpoints to {out_dir}")
+
+
+def merge_command(
+    parts: Annotated[list[str], typer.Argument(metavar="PART...", help="Part directories.")],
+    out_dir: OutOption,
+) -> None:
+    """Join zoo parts made with --shard I/N into one zoo, checking nothing is missing or doubled."""
+    from dwscli.data.zoo import merge_zoos
+
+    zoo = merge_zoos([*parts], out_dir)
+    Output().success(f"merged {len(parts)} parts into {out_dir}: {len(zoo)} nets")
+
+
+EXAMPLES = {
+    "inrs": (
+        "  dws zoo inrs --dataset mnist -o zoos/mnist-inr\n\n"
+        "  dws zoo inrs --dataset fashion-mnist -o zoos/fmnist-inr --shard 2/8\n\n"
+        "  dws zoo inrs --dataset mnist --count 500 -o /tmp/small --no-compile"
+    ),
+    "sines": "  dws zoo sines --count 5000 -o zoos/sines",
+    "classifiers": (
+        "  dws zoo classifiers --dataset fashion-mnist --count 5000 -o zoos/fmnist-clf\n\n"
+        "  dws zoo classifiers -d fashion-mnist -n 2000 --preset adaptation "
+        "--eval-corruption rotation -o zoos/fmnist-clf-da"
+    ),
+    "info": "  dws zoo info zoos/mnist-inr\n\n  dws zoo info zoos/mnist-inr --json | jq .splits",
+    "export": (
+        "  dws zoo export zoos/mnist-inr --ids mnist-inr-000007 -o inrs/\n\n"
+        "  dws zoo export zoos/mnist-inr --split test --limit 10 -o inrs/"
+    ),
+    "merge": "  dws zoo merge part1 part2 part3 -o zoos/fmnist-inr",
+}
+
+
+def register(app: typer.Typer) -> None:
+    for name, function in (
+        ("inrs", inrs_command),
+        ("sines", sines_command),
+        ("classifiers", classifiers_command),
+        ("info", info_command),
+        ("export", export_command),
+        ("merge", merge_command),
+    ):
+        zoo_app.command(name, help=doc_help(function), epilog="Examples:\n\n" + EXAMPLES[name])(
+            function
+        )
+    app.add_typer(zoo_app, name="zoo")

@@ -1,0 +1,375 @@
+"""Making zoos: INR zoos (one SIREN per image), sine zoos, and classifier zoos.
+
+Every net's hyper-parameters, initialisation and data order are a pure function of (zoo seed,
+net index) (:func:`~dwscli.data.zoo_format.net_seed`), and shards are written atomically, so a
+killed run resumes from its last finished shard, and ``--shard i/n`` parts made on different
+machines merge into exactly the zoo one run makes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from dwscli.data.classifier_train import ClassifierZooConfig
+from dwscli.data.zoo import Zoo, ZooWriter, net_generator, net_id, select_part
+from dwscli.errors import DwsError
+from dwscli.weights.space import WeightSpace
+from dwscli.weights.spec import MLPSpec
+
+Progress = Callable[[int], None]  # called with the number of nets just finished
+
+
+@dataclass(frozen=True)
+class InrZooConfig:
+    """How the SIRENs of an INR zoo are fitted (recorded in ``zoo.json``)."""
+
+    spec: str = "2-32-32-32-1:sine;w0=30"
+    steps: int = 300  # step budget per net
+    psnr_target: float = 35.0  # dB on the [0, 1] image; a net stops once it reaches it
+    lr: float = 3e-3
+    chunk: int = 128  # nets fitted together (cache-sized; finished nets leave the chunk)
+    check_every: int = 10
+    compiled: bool = True  # torch.compile the fused step (pays off for big zoos)
+
+
+def _stacked_init(spec: MLPSpec, indices: range, zoo_seed: int) -> WeightSpace:
+    """SIREN initialisation of nets ``indices``, each from its own per-net generator."""
+    from dwscli.data.stacked import siren_init
+
+    return WeightSpace.stack([siren_init(spec, 1, net_generator(zoo_seed, i)) for i in indices])
+
+
+def _finish_zoo(writer: ZooWriter, part: str | None) -> Zoo | None:
+    if part is not None or len(writer.completed_shards()) < writer.num_shards:
+        return None
+    return writer.finalize()
+
+
+def make_inr_zoo(
+    out: Path | str,
+    dataset: str,
+    *,
+    count: int | None = None,
+    config: InrZooConfig | None = None,
+    seed: int = 0,
+    shard_size: int | None = None,
+    part: str | None = None,
+    progress: Progress | None = None,
+) -> Zoo | None:
+    """One SIREN per image of ``dataset``: the official train images first, then the test ones
+    (``count`` takes the first ``count`` of that order; default all). Returns the finished zoo,
+    or None when only a part was made (``part="i/n"``)."""
+    from dwscli.data.datasets import canonical_name, load_dataset
+    from dwscli.data.inr_fit import fit_sines
+    from dwscli.weights.inr import InrConventions, psnr, render
+
+    config = config or InrZooConfig()
+    name = canonical_name(dataset)
+    train, test = load_dataset(name, "train"), load_dataset(name, "test")
+    total = len(train) + len(test)
+    count = total if count is None else count
+    if not 0 < count <= total:
+        raise DwsError(f"--count must be between 1 and {total} for {name}, got {count}")
+    spec = MLPSpec.parse(config.spec)
+    if spec.input_dim != 2 or spec.output_dim != 1 or spec.activation != "sine":
+        raise DwsError(f"an image SIREN is 2-...-1:sine, got {spec}")
+    conventions = InrConventions(height=28, width=28)
+    writer = ZooWriter(
+        out,
+        kind="inr",
+        spec=spec,
+        count=count,
+        dataset=name,
+        conventions={
+            "grid": [conventions.height, conventions.width],
+            "coord_range": [conventions.coord_min, conventions.coord_max],
+            "output_scale": conventions.output_scale,
+            "output_offset": conventions.output_offset,
+        },
+        config=asdict(config),
+        shard_size=shard_size,
+        seed=seed,
+        part=part,
+    )
+    coords = conventions.coordinates()
+    mse_target = 10 ** (-config.psnr_target / 10) / conventions.output_scale**2
+    done = writer.completed_shards()
+    for shard, nets in select_part(writer.plan, part).items():
+        if shard in done:
+            if progress:
+                progress(len(nets))
+            continue
+        images = (
+            torch.cat(
+                [
+                    (train if i < len(train) else test).images[
+                        i if i < len(train) else i - len(train)
+                    ][None]
+                    for i in nets
+                ]
+            ).float()
+            / 255.0
+        )
+        init = _stacked_init(spec, nets, seed)
+        pieces, steps = [], []
+        for start in range(0, len(nets), config.chunk):
+            stop = min(start + config.chunk, len(nets))
+            targets = conventions.to_target(images[start:stop].reshape(stop - start, -1))
+            result = fit_sines(
+                targets,
+                coords,
+                spec,
+                steps=config.steps,
+                lr=config.lr,
+                mse_target=mse_target,
+                init=init[start:stop],
+                check_every=config.check_every,
+                compiled=config.compiled,
+            )
+            pieces.append(result.space)
+            steps.append(result.steps)
+            if progress:
+                progress(stop - start)
+        space = WeightSpace.stack(pieces)
+        quality = psnr(render(space, conventions), images)
+        step_counts = torch.cat(steps)
+        records = []
+        for row, i in enumerate(nets):
+            in_train = i < len(train)
+            image_index = i if in_train else i - len(train)
+            label = int((train if in_train else test).labels[image_index])
+            records.append(
+                {
+                    "id": net_id(f"{name}-inr", i),
+                    "hparams": {"lr": config.lr, "psnr_target": config.psnr_target},
+                    "labels": {
+                        "label": label,
+                        "image_index": image_index,
+                        "image_split": "train" if in_train else "test",
+                    },
+                    "metrics": {
+                        "psnr": float(quality[row]),
+                        "steps": int(step_counts[row]),
+                    },
+                }
+            )
+        writer.write_shard(shard, space, records)
+    return _finish_zoo(writer, part)
+
+
+# ------------------------------------------------------------------------------------------------
+# Sine zoos: 1-D SIRENs fitted to a·sin(b·x) on [-π, π], a, b ~ U(0, 10).
+
+
+@dataclass(frozen=True)
+class SineZooConfig:
+    spec: str = "1-32-32-1:sine;w0=30"
+    points: int = 200
+    steps: int = 1000
+    lr: float = 1e-3
+    mse_target: float = 1e-3
+    chunk: int = 256
+    check_every: int = 25
+    compiled: bool = True
+
+
+def sine_parameters(zoo_seed: int, index: int) -> tuple[float, float]:
+    """(a, b) ~ U(0, 10)² for net ``index`` (a pure function of the zoo seed and index)."""
+    a, b = torch.rand(2, generator=net_generator(zoo_seed, index)).tolist()
+    return 10 * a, 10 * b
+
+
+def make_sine_zoo(
+    out: Path | str,
+    *,
+    count: int,
+    config: SineZooConfig | None = None,
+    seed: int = 0,
+    shard_size: int | None = None,
+    part: str | None = None,
+    progress: Progress | None = None,
+) -> Zoo | None:
+    from dwscli.data.inr_fit import fit_sines
+
+    config = config or SineZooConfig()
+    spec = MLPSpec.parse(config.spec)
+    if spec.input_dim != 1 or spec.output_dim != 1 or spec.activation != "sine":
+        raise DwsError(f"a sine-wave SIREN is 1-...-1:sine, got {spec}")
+    writer = ZooWriter(
+        out,
+        kind="sine",
+        spec=spec,
+        count=count,
+        conventions={
+            "coord_range": [-math.pi, math.pi],
+            "net_input_range": [-1.0, 1.0],
+            "points": config.points,
+        },
+        config=asdict(config),
+        shard_size=shard_size,
+        seed=seed,
+        part=part,
+    )
+    # The net sees x/π in [-1, 1] (SIREN's usual input range) standing for x in [-π, π].
+    coords = torch.linspace(-1.0, 1.0, config.points)[:, None]
+    done = writer.completed_shards()
+    for shard, nets in select_part(writer.plan, part).items():
+        if shard in done:
+            if progress:
+                progress(len(nets))
+            continue
+        ab = torch.tensor([sine_parameters(seed, i) for i in nets])
+        targets = ab[:, :1] * torch.sin(ab[:, 1:] * math.pi * coords[:, 0][None, :])
+        init = _stacked_init(spec, nets, seed)
+        pieces, steps, errors = [], [], []
+        for start in range(0, len(nets), config.chunk):
+            stop = min(start + config.chunk, len(nets))
+            result = fit_sines(
+                targets[start:stop],
+                coords,
+                spec,
+                steps=config.steps,
+                lr=config.lr,
+                mse_target=config.mse_target,
+                init=init[start:stop],
+                check_every=config.check_every,
+                compiled=config.compiled,
+            )
+            pieces.append(result.space)
+            steps.append(result.steps)
+            errors.append(result.mse)
+            if progress:
+                progress(stop - start)
+        mse, step_counts = torch.cat(errors), torch.cat(steps)
+        records = [
+            {
+                "id": net_id("sine", i),
+                "hparams": {"lr": config.lr},
+                "labels": {"a": float(ab[row, 0]), "b": float(ab[row, 1])},
+                "metrics": {"mse": float(mse[row]), "steps": int(step_counts[row])},
+            }
+            for row, i in enumerate(nets)
+        ]
+        writer.write_shard(shard, WeightSpace.stack(pieces), records)
+    return _finish_zoo(writer, part)
+
+
+# ------------------------------------------------------------------------------------------------
+# Classifier zoos: MLP classifiers with per-net hyper-parameters (see classifier_train).
+
+
+def dataset_statistics(name: str) -> tuple[float, float]:
+    """Mean and std of the training pixels in [0, 1] (the standardisation of the inputs)."""
+    from dwscli.data.datasets import load_dataset
+
+    pixels = load_dataset(name, "train").float_images()
+    return float(pixels.mean()), float(pixels.std())
+
+
+def make_classifier_zoo(
+    out: Path | str,
+    dataset: str,
+    *,
+    count: int,
+    config: ClassifierZooConfig | None = None,
+    seed: int = 0,
+    shard_size: int | None = None,
+    part: str | None = None,
+    progress: Progress | None = None,
+) -> Zoo | None:
+    """Train ``count`` MLP classifiers on ``dataset`` with hyper-parameters spread so that
+    their test accuracies span from chance to good; record test/train accuracy and loss."""
+    from dwscli.data.classifier_train import (
+        ImageData,
+        accuracy,
+        preprocess,
+        sample_hparams,
+        train_classifiers,
+    )
+    from dwscli.data.corruptions import corrupt
+    from dwscli.data.datasets import canonical_name, load_dataset
+
+    config = config or ClassifierZooConfig()
+    name = canonical_name(dataset)
+    spec = MLPSpec.parse(config.spec)
+    side = 28 // config.pool
+    if 28 % config.pool or spec.input_dim != side * side:
+        raise DwsError(
+            f"spec {spec} takes {spec.input_dim} inputs, but pooling 28x28 images by "
+            f"{config.pool} gives {side}x{side} = {side * side}"
+        )
+    mean, std = dataset_statistics(name)
+    train_set, test_set = load_dataset(name, "train"), load_dataset(name, "test")
+    train = ImageData(
+        preprocess(train_set.float_images(), config.pool, mean, std), train_set.labels
+    )
+    test = ImageData(preprocess(test_set.float_images(), config.pool, mean, std), test_set.labels)
+    train_eval = ImageData(train.inputs[:10000], train.labels[:10000])
+    shifted = None
+    if config.eval_corruption:
+        images = corrupt(test_set.float_images(), config.eval_corruption, seed=1)
+        shifted = ImageData(preprocess(images, config.pool, mean, std), test_set.labels)
+    config_dict = asdict(config)
+    writer = ZooWriter(
+        out,
+        kind="classifier",
+        spec=spec,
+        count=count,
+        dataset=name,
+        conventions={
+            "image_size": [side, side],
+            "pool": config.pool,
+            "mean": mean,
+            "std": std,
+            "flatten": "row-major",
+            "scaling": "pixels / 255",
+        },
+        config=config_dict,
+        shard_size=shard_size,
+        seed=seed,
+        part=part,
+    )
+    done = writer.completed_shards()
+    for shard, nets in select_part(writer.plan, part).items():
+        if shard in done:
+            if progress:
+                progress(len(nets))
+            continue
+        hparams = [sample_hparams(config.ranges, seed, i) for i in nets]
+        # Train nets of similar step counts together, so few steps are spent on finished nets.
+        order = sorted(range(len(nets)), key=lambda k: hparams[k]["steps"])
+        trained: dict[int, tuple[WeightSpace, float]] = {}
+        for start in range(0, len(order), config.chunk):
+            rows = order[start : start + config.chunk]
+            space, loss = train_classifiers(
+                [hparams[k] for k in rows], spec, train, batch_size=config.batch_size
+            )
+            for j, k in enumerate(rows):
+                trained[k] = (space[j], float(loss[j]))
+            if progress:
+                progress(len(rows))
+        space = WeightSpace.stack([trained[k][0] for k in range(len(nets))])
+        test_acc = accuracy(space, test)
+        train_acc = accuracy(space, train_eval)
+        shifted_acc = accuracy(space, shifted) if shifted is not None else None
+        records = []
+        for row, i in enumerate(nets):
+            metrics = {
+                "test_acc": float(test_acc[row]),
+                "train_acc": float(train_acc[row]),
+                "train_loss": trained[row][1],
+            }
+            if shifted_acc is not None:
+                metrics[f"test_acc_{config.eval_corruption}"] = float(shifted_acc[row])
+            hp = dict(hparams[row])
+            hp["epochs"] = hp["steps"] * config.batch_size / hp["subset"]
+            records.append(
+                {"id": net_id(f"{name}-clf", i), "hparams": hp, "labels": {}, "metrics": metrics}
+            )
+        writer.write_shard(shard, space, records)
+    return _finish_zoo(writer, part)
