@@ -9,7 +9,7 @@ machines merge into exactly the zoo one run makes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +42,19 @@ def _stacked_init(spec: MLPSpec, indices: range, zoo_seed: int) -> WeightSpace:
     from dwscli.data.stacked import siren_init
 
     return WeightSpace.stack([siren_init(spec, 1, net_generator(zoo_seed, i)) for i in indices])
+
+
+def _pending_shards(
+    writer: ZooWriter, part: str | None, progress: Progress | None
+) -> Iterator[tuple[int, range]]:
+    """The shards of this run (all, or part ``i/n``) still to make; finished ones (from an
+    interrupted earlier run) are skipped and counted as progress."""
+    done = writer.completed_shards()
+    for shard, nets in select_part(writer.plan, part).items():
+        if shard not in done:
+            yield shard, nets
+        elif progress:
+            progress(len(nets))
 
 
 def _finish_zoo(writer: ZooWriter, part: str | None) -> Zoo | None:
@@ -98,12 +111,7 @@ def make_inr_zoo(
     )
     coords = conventions.coordinates()
     mse_target = 10 ** (-config.psnr_target / 10) / conventions.output_scale**2
-    done = writer.completed_shards()
-    for shard, nets in select_part(writer.plan, part).items():
-        if shard in done:
-            if progress:
-                progress(len(nets))
-            continue
+    for shard, nets in _pending_shards(writer, part, progress):
         images = (
             torch.cat(
                 [
@@ -217,12 +225,7 @@ def make_sine_zoo(
     )
     # The net sees x/π in [-1, 1] (SIREN's usual input range) standing for x in [-π, π].
     coords = torch.linspace(-1.0, 1.0, config.points)[:, None]
-    done = writer.completed_shards()
-    for shard, nets in select_part(writer.plan, part).items():
-        if shard in done:
-            if progress:
-                progress(len(nets))
-            continue
+    for shard, nets in _pending_shards(writer, part, progress):
         ab = torch.tensor([sine_parameters(seed, i) for i in nets])
         targets = ab[:, :1] * torch.sin(ab[:, 1:] * math.pi * coords[:, 0][None, :])
         init = _stacked_init(spec, nets, seed)
@@ -334,12 +337,7 @@ def make_classifier_zoo(
         seed=seed,
         part=part,
     )
-    done = writer.completed_shards()
-    for shard, nets in select_part(writer.plan, part).items():
-        if shard in done:
-            if progress:
-                progress(len(nets))
-            continue
+    for shard, nets in _pending_shards(writer, part, progress):
         hparams = [sample_hparams(config.ranges, seed, i) for i in nets]
         # Train nets of similar step counts together, so few steps are spent on finished nets.
         order = sorted(range(len(nets)), key=lambda k: hparams[k]["steps"])

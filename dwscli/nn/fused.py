@@ -9,7 +9,7 @@ input and for every broadcast term. About 2x faster on CPU at batch 128 (benchma
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -64,6 +64,33 @@ def _accumulate(
     return full
 
 
+def _reduced(
+    cache: dict[tuple[int, tuple[int, ...]], Tensor],
+    tensors: Sequence[Tensor],
+    axes: tuple[tuple[int, ...], ...],
+    index: int,
+    keep: tuple[int, ...],
+    op: Callable[..., Tensor],
+) -> Tensor:
+    """``op`` (mean or sum) of ``tensors[index]`` over its axes outside ``keep``, cached, and
+    computed from the smallest already-reduced superset when there is one (a total mean
+    from a row mean reads n values per row instead of the whole tensor again)."""
+    if keep == axes[index]:
+        return tensors[index]
+    key = (index, keep)
+    if key not in cache:
+        source, source_keep = tensors[index], axes[index]
+        for (other, other_keep), value in cache.items():
+            if (
+                other == index
+                and set(keep) < set(other_keep)
+                and len(other_keep) < len(source_keep)
+            ):
+                source, source_keep = value, other_keep
+        cache[key] = op(source, dim=_reduce_dims(source_keep, keep))
+    return cache[key]
+
+
 class FusedDWSLinear(torch.autograd.Function):
     """``outputs = DWS(inputs)`` for canonical tensors; see :class:`dwscli.nn.layers.DWSLayer`."""
 
@@ -75,22 +102,7 @@ class FusedDWSLinear(torch.autograd.Function):
         pooled: dict[tuple[int, tuple[int, ...]], Tensor] = {}
 
         def pool(s: int, keep: tuple[int, ...]) -> Tensor:
-            if keep == plan.axes[s]:
-                return inputs[s]
-            key = (s, keep)
-            if key not in pooled:
-                # Pool from the smallest already-pooled superset when there is one.
-                source, source_keep = inputs[s], plan.axes[s]
-                for (other_s, other_keep), value in pooled.items():
-                    if (
-                        other_s == s
-                        and set(keep) < set(other_keep)
-                        and len(other_keep) < len(source_keep)
-                    ):
-                        source, source_keep = value, other_keep
-                dims = _reduce_dims(source_keep, keep)
-                pooled[key] = source.mean(dim=dims)
-            return pooled[key]
+            return _reduced(pooled, inputs, plan.axes, s, keep, torch.mean)
 
         fulls: list[Tensor | None] = [None] * num_tensors
         smalls: list[list[tuple[tuple[int, ...], Tensor]]] = [[] for _ in range(num_tensors)]
@@ -130,20 +142,7 @@ class FusedDWSLinear(torch.autograd.Function):
 
         def reduce(t: int, keep: tuple[int, ...]) -> Tensor:
             """Sum of grads[t] over the target's axes outside ``keep``: [B, *keep, C]."""
-            if keep == plan.axes[t]:
-                return grads[t]
-            key = (t, keep)
-            if key not in reduced:
-                source, source_keep = grads[t], plan.axes[t]
-                for (other_t, other_keep), value in reduced.items():
-                    if (
-                        other_t == t
-                        and set(keep) < set(other_keep)
-                        and len(other_keep) < len(source_keep)
-                    ):
-                        source, source_keep = value, other_keep
-                reduced[key] = source.sum(dim=_reduce_dims(source_keep, keep))
-            return reduced[key]
+            return _reduced(reduced, grads, plan.axes, t, keep, torch.sum)
 
         # needs_input_grad: (plan, num_tensors, *inputs, *weights, *biases)
         wants_input = ctx.needs_input_grad[2 : 2 + num_tensors]

@@ -46,6 +46,15 @@ def _setup(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def _make(
+    maker: Any, description: str, total: int, out_dir: str, part: str | None, **kw: Any
+) -> None:
+    """Run a zoo maker with a progress bar and report what was made."""
+    with progress_bar(total, description) as advance:
+        zoo = maker(out_dir, part=part, progress=advance, **kw)
+    _report(Output(), zoo, out_dir, part)
+
+
 def _report(out: Output, zoo: Any, directory: str, part: str | None) -> None:
     if zoo is None:
         message = f"part {part} of {directory} is done" if part else f"{directory} is not finished"
@@ -88,20 +97,19 @@ def inrs_command(
     config = InrZooConfig(
         spec=spec, steps=steps, psnr_target=psnr_target, lr=lr, compiled=compile_step
     )
-    out = Output()
     total = _part_size(count or 70_000, shard, shard_size, spec)
-    with progress_bar(total, f"INRs {dataset}") as advance:
-        zoo = make_inr_zoo(
-            out_dir,
-            dataset,
-            count=count,
-            config=config,
-            seed=seed,
-            shard_size=shard_size,
-            part=shard,
-            progress=advance,
-        )
-    _report(out, zoo, out_dir, shard)
+    _make(
+        make_inr_zoo,
+        f"INRs {dataset}",
+        total,
+        out_dir,
+        shard,
+        dataset=dataset,
+        count=count,
+        config=config,
+        seed=seed,
+        shard_size=shard_size,
+    )
 
 
 def sines_command(
@@ -122,18 +130,18 @@ def sines_command(
 
     _setup(threads)
     config = SineZooConfig(spec=spec, steps=steps, compiled=compile_step)
-    out = Output()
-    with progress_bar(_part_size(count, shard, shard_size, spec), "sine INRs") as advance:
-        zoo = make_sine_zoo(
-            out_dir,
-            count=count,
-            config=config,
-            seed=seed,
-            shard_size=shard_size,
-            part=shard,
-            progress=advance,
-        )
-    _report(out, zoo, out_dir, shard)
+    total = _part_size(count, shard, shard_size, spec)
+    _make(
+        make_sine_zoo,
+        "sine INRs",
+        total,
+        out_dir,
+        shard,
+        count=count,
+        config=config,
+        seed=seed,
+        shard_size=shard_size,
+    )
 
 
 def classifiers_command(
@@ -173,21 +181,19 @@ def classifiers_command(
     config = ClassifierZooConfig(
         spec=spec, pool=pool, eval_corruption=eval_corruption, ranges=PRESETS[preset]
     )
-    out = Output()
-    with progress_bar(
-        _part_size(count, shard, shard_size, spec), f"classifiers {dataset}"
-    ) as advance:
-        zoo = make_classifier_zoo(
-            out_dir,
-            dataset,
-            count=count,
-            config=config,
-            seed=seed,
-            shard_size=shard_size,
-            part=shard,
-            progress=advance,
-        )
-    _report(out, zoo, out_dir, shard)
+    total = _part_size(count, shard, shard_size, spec)
+    _make(
+        make_classifier_zoo,
+        f"classifiers {dataset}",
+        total,
+        out_dir,
+        shard,
+        dataset=dataset,
+        count=count,
+        config=config,
+        seed=seed,
+        shard_size=shard_size,
+    )
 
 
 def _part_size(count: int, part: str | None, shard_size: int | None, spec: str) -> int:
