@@ -14,7 +14,16 @@ import typer
 from typer.core import TyperGroup
 
 from dwscli import __version__
-from dwscli.cli.commands import equivariance, inspect, permute, processors, render, zoo
+from dwscli.cli.commands import (
+    classifiers,
+    equivariance,
+    inspect,
+    permute,
+    processors,
+    render,
+    train,
+    zoo,
+)
 from dwscli.cli.errors import run_guarded, state
 
 
@@ -91,7 +100,7 @@ def root(
     state.debug = debug
 
 
-for _module in (inspect, permute, equivariance, processors, zoo, render):
+for _module in (inspect, permute, equivariance, processors, classifiers, zoo, render, train):
     _module.register(app)
 
 

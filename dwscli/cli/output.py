@@ -145,7 +145,7 @@ __all__ = ["Output", "key_value_table", "make_table", "stderr_console", "stdout_
 
 @contextmanager
 def progress_bar(
-    total: int, description: str, *, unit: str = "nets"
+    total: int, description: str, *, unit: str = "nets", enabled: bool = True
 ) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr (done/total, rate, ETA); yields ``advance(n)``.
 
@@ -154,6 +154,9 @@ def progress_bar(
     """
     import time
 
+    if not enabled:
+        yield lambda n: None
+        return
     console = stderr_console()
     if not console.is_terminal:
         start = last = time.monotonic()

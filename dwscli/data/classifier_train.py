@@ -29,7 +29,7 @@ class HparamRanges:
     lr: tuple[float, float] = (1e-4, 3e-2)  # log
     weight_decay: tuple[float, float] = (1e-6, 1e-1)  # log
     init_scale: tuple[float, float] = (0.3, 3.0)  # log
-    steps: tuple[int, int] = (30, 2000)  # log
+    steps: tuple[int, int] = (30, 1000)  # log
     subset: tuple[int, int] = (100, 60000)  # log
     label_noise: tuple[float, float] = (0.0, 0.8)
     dropout: tuple[float, float] = (0.0, 0.5)
@@ -44,7 +44,7 @@ PRESETS: dict[str, HparamRanges] = {
         lr=(3e-4, 3e-3),
         weight_decay=(1e-6, 1e-3),
         init_scale=(0.5, 2.0),
-        steps=(300, 2000),
+        steps=(200, 1000),
         subset=(5000, 60000),
         label_noise=(0.0, 0.1),
         dropout=(0.0, 0.3),

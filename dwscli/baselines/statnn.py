@@ -1,0 +1,59 @@
+"""StatNN: hand-crafted weight statistics + gradient boosting (Unterthiner et al., 2020).
+
+The strong simple baseline for predicting a classifier's accuracy from its weights: for every
+weight and bias tensor, its mean, variance and quantiles (0, 25, 50, 75, 100 %), fed to a
+gradient-boosted regressor. Permutation invariant by construction (statistics of a tensor do not
+depend on the order of its entries).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dwscli.errors import DwsError
+from dwscli.weights.space import WeightSpace
+
+QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def weight_statistics(space: WeightSpace) -> Tensor:
+    """``[B, 7 * 2L]``: mean, variance and 5 quantiles of every W_i and b_i of each net."""
+    features = []
+    q = torch.tensor(QUANTILES, dtype=torch.float32)
+    for t in space.tensors():
+        flat = t.reshape(space.batch_size, -1).float()
+        features += [
+            flat.mean(dim=1, keepdim=True),
+            flat.var(dim=1, keepdim=True, unbiased=False),
+            torch.quantile(flat, q, dim=1).T,
+        ]
+    return torch.cat(features, dim=1)
+
+
+def _regressor():
+    try:
+        from sklearn.ensemble import HistGradientBoostingRegressor
+    except ImportError as error:
+        raise DwsError("StatNN needs scikit-learn", hint="pip install 'dwscli[ml]'") from error
+    return HistGradientBoostingRegressor(max_iter=500, learning_rate=0.05, random_state=0)
+
+
+@dataclass
+class StatNN:
+    """A fitted StatNN regressor."""
+
+    model: object
+
+    @classmethod
+    def fit(cls, space: WeightSpace, targets: Tensor) -> StatNN:
+        model = _regressor()
+        model.fit(weight_statistics(space).numpy(), targets.numpy())
+        return cls(model)
+
+    def predict(self, space: WeightSpace) -> Tensor:
+        values = self.model.predict(weight_statistics(space).numpy())  # type: ignore[attr-defined]
+        return torch.from_numpy(np.asarray(values, dtype=np.float32))

@@ -1,0 +1,199 @@
+"""``dws train CONFIG.yaml``: train a weight-space processor (a thin wrapper over dwscli.train)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from dwscli.cli.commands import doc_help
+from dwscli.cli.options import JsonOption
+from dwscli.cli.output import Output, key_value_table, make_table, stderr_console
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+EPILOG = (
+    "Examples:\n\n"
+    "  dws train configs/fmnist-accuracy.yaml\n\n"
+    "  dws train configs/mnist-inr-classify.yaml --device cuda --json > result.json\n\n"
+    "  dws train configs/fmnist-accuracy.yaml --no-resume   # start over\n\n"
+    "  torchrun --nproc-per-node 4 -m dwscli train configs/fmnist-accuracy.yaml   # DDP"
+)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def _metrics_text(metrics: dict[str, Any] | None) -> str:
+    return " ".join(f"{k} {_fmt(v)}" for k, v in (metrics or {}).items())
+
+
+class TrainProgress:
+    """Live training progress on stderr: a rich bar per epoch with the current loss and the
+    best validation score, or one plain line per epoch when stderr is not a terminal."""
+
+    def __init__(self) -> None:
+        self.console = stderr_console()
+        self.live = self.console.is_terminal
+        self.progress: Progress | None = None
+        self.task_id: TaskID | None = None
+        self.epochs = 0
+        self.best_metric = ""
+
+    # context manager: the bar stops even when training fails
+    def __enter__(self) -> TrainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def _print(self, text: str) -> None:
+        from rich.text import Text
+
+        target = self.progress.console if self.progress is not None else self.console
+        target.print(Text(text), soft_wrap=True)
+
+    # Reporter interface ---------------------------------------------------------------------
+    def start(self, info: dict[str, Any]) -> None:
+        self.epochs, self.best_metric = info["epochs"], info["best_metric"]
+        nets = "/".join(str(info["nets"][k]) for k in ("train", "val", "test"))
+        self._print(
+            f"training {info['name']} ({info['task']}): {nets} train/val/test nets, "
+            f"{info['parameters']:,} parameters, {info['device']}, "
+            f"{info['world_size']} process(es); initial val {_metrics_text(info['initial']['val'])}"
+        )
+        if self.live and info["start_epoch"] < self.epochs:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("steps"),
+                TextColumn("{task.fields[loss]}"),
+                TextColumn("{task.fields[best]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.progress.start()
+            self.task_id = self.progress.add_task(
+                "", total=info["steps_per_epoch"], loss="", best=""
+            )
+
+    def step(self, epoch: int, step: int, steps: int, loss: float, lr: float) -> None:
+        if self.progress is None or self.task_id is None:
+            return
+        if step == 1:
+            self.progress.reset(self.task_id, total=steps)
+        self.progress.update(
+            self.task_id,
+            completed=step,
+            description=f"epoch {epoch}/{self.epochs}",
+            loss=f"loss {loss:.4g} lr {lr:.2e}",
+        )
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        best = record.get("best_val") or {}
+        best_text = (
+            f"best {self.best_metric} {_fmt(best.get(self.best_metric))} @{record['best_epoch']}"
+        )
+        val = f"  val {_metrics_text(record['val'])}" if "val" in record else ""
+        mark = " *" if record.get("best") else ""
+        self._print(
+            f"epoch {record['epoch']}/{self.epochs}  train loss {_fmt(record['train_loss'])}"
+            f"{val}{mark}  ({best_text}, {record['seconds']:.1f} s)"
+        )
+        if self.progress is not None and self.task_id is not None:
+            self.progress.update(self.task_id, best=best_text)
+
+    def message(self, text: str) -> None:
+        self._print(text)
+
+
+def _render(result: dict[str, Any]) -> object:
+    from rich.console import Group
+
+    summary = key_value_table(
+        {
+            "processor": result["processor"],
+            "weights": result["weights"],
+            "epochs": f"{result['epochs_run']} (best {result['best_epoch']}"
+            + (", stopped early)" if result["stopped_early"] else ")"),
+            "training time": f"{result['seconds']:.1f} s on {result['device']} "
+            f"× {result['world_size']} process(es)",
+        }
+    )
+    rows = [
+        ("val, before training", result["initial"]["val"]),
+        ("train sample, before", result["initial"]["train_sample"]),
+        ("train sample, best model", result["train_sample"]),
+        ("val, best epoch", result["metrics"]["val"]),
+        ("test, best model", result["metrics"]["test"]),
+    ]
+    names = list(result["metrics"]["test"])
+    table = make_table(
+        ["split", *names], [[label, *(_fmt(m.get(n)) for n in names)] for label, m in rows]
+    )
+    return Group(summary, table)
+
+
+def train_command(
+    config: Annotated[str, typer.Argument(metavar="CONFIG.yaml", help="Training config.")],
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            help="Continue from <output>/<name>.last.pt when it exists, or start over.",
+        ),
+    ] = True,
+    device: Annotated[
+        str | None,
+        typer.Option("--device", metavar="auto|cpu|cuda", help="Overrides train.device."),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, help="CPU threads for torch (default: torch's)."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Train a weight-space processor as CONFIG.yaml says and write it as
+    <output>/<name>.safetensors + <name>.yaml (the card, with test metrics).
+
+    The config names the task (accuracy, inr-classify), the zoo, the model and the training
+    settings; mistakes are reported before any work. The run keeps the model that is best on
+    the validation split, evaluates it on the test split at the end, and saves its state every
+    epoch: run the same command again after an interruption and it resumes. Under torchrun it
+    trains with DistributedDataParallel (gloo on CPU, NCCL on GPU); train.batch_size is then the
+    global batch, split across the processes.
+    """
+    import torch
+
+    from dwscli.train import load_config, train
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    settings = load_config(config).with_device(device)
+    with TrainProgress() as progress:
+        result = train(settings, resume=resume, reporter=progress)
+    if result.rank != 0:
+        return
+    data = result.to_dict()
+    out = Output(json_mode=json_output)
+    out.emit(data, render=lambda: _render(data))
+    out.success(f"wrote processor {result.processor}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", help=doc_help(train_command), epilog=EPILOG)(train_command)

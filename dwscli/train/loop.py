@@ -1,0 +1,396 @@
+"""The trainer: one loop for every task (DESIGN.md §3), single-process or under torchrun.
+
+Per run: open the zoo and the task, build the model with the seed, fit its input normalisation on
+a seeded sample of training nets, then for each epoch train on a fresh uniform shuffle (AdamW,
+cosine or constant schedule after linear warm-up, optional gradient clipping, optional random
+hidden-neuron permutations as augmentation), validate every ``eval_every`` epochs, keep the best
+model by the task's validation score, stop early after ``patience`` epochs without a better one,
+and save the resumable state atomically. At the end the best model is evaluated on the test split
+and written as a processor (weights + card).
+
+Distributed: the loss of a step is ``sum of this rank's per-net losses * world / global batch``
+and DDP averages gradients over ranks, so every step applies the gradient of the mean loss over
+the *global* batch, exactly as one process would (up to float summation order).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dwscli.data.zoo import Zoo
+from dwscli.errors import DwsError
+from dwscli.train import card as cards
+from dwscli.train import data, distributed
+from dwscli.train.archs import get_arch
+from dwscli.train.config import TrainConfig, load_config
+from dwscli.train.netstore import ShardMaps, SplitNets
+from dwscli.train.report import Reporter, TrainReporter, TrainResult
+from dwscli.train.state import capture_rng, load_state, restore_rng, save_state
+from dwscli.train.tasks import Task, task_class
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Linear warm-up over ``warmup`` steps, then constant or cosine decay to zero at ``total``."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, max(0.0, (step - warmup) / max(1, total - warmup)))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class Trainer:
+    """State of one run; :meth:`run` does the work. Use :func:`train` rather than this class."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        env: distributed.DistEnv,
+        device: torch.device,
+        reporter: TrainReporter | None,
+    ) -> None:
+        self.config, self.env, self.device = config, env, device
+        self.settings = s = config.train
+        self.reporter: TrainReporter = reporter or Reporter()
+        if s.batch_size % env.world_size:
+            raise DwsError(
+                f"train.batch_size {s.batch_size} is not divisible by the {env.world_size} "
+                "processes; the global batch is split evenly across them"
+            )
+        self.zoo = Zoo.open(config.zoo)
+        self.task: Task = task_class(config.task.name)(config.task.options, self.zoo)
+        self.arch = get_arch(config.model.arch)
+        maps = ShardMaps(self.zoo)
+        keys = self.task.target_keys()
+        self.train_nets = SplitNets.of(
+            self.zoo, "train", keys, maps, subset=s.max_train_nets, seed=s.seed
+        )
+        self.val_nets = SplitNets.of(self.zoo, "val", keys, maps)
+        self.test_nets = SplitNets.of(self.zoo, "test", keys, maps)
+        for nets in (self.train_nets, self.val_nets, self.test_nets):
+            self.task.check_targets(nets.name, nets.targets, nets.ids)
+        # A fixed sample of training nets: the normaliser is fitted on it, and the loss on it
+        # before and after training shows what training did (cheaper than the whole split).
+        sample = min(s.normalizer_nets, len(self.train_nets))
+        picks = torch.randperm(len(self.train_nets), generator=data.generator(s.seed, "sample"))
+        self.sample_positions = picks[:sample].sort().values
+
+        torch.manual_seed(s.seed)
+        self.model: nn.Module = self.arch.build(
+            self.zoo.spec, self.task.kind, config.model.options, self.task.out_features
+        )
+        fit_batch = self.train_nets.batch(self.sample_positions)
+        self.arch.fit_normalizer(self.model, fit_batch.space)
+        self.model.to(device)
+        # Dropout draws from the global RNG: one stream per rank, the same for every run.
+        torch.manual_seed(data.derived_seed(s.seed, "dropout", env.rank))
+        self.forward_model: nn.Module = self.model
+        if env.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.forward_model = DistributedDataParallel(
+                self.model,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                broadcast_buffers=False,  # buffers (normalisation) never change in training
+            )
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay
+        )
+        self.steps_per_epoch = data.steps_per_epoch(
+            len(self.train_nets), s.batch_size, env.world_size
+        )
+        if self.steps_per_epoch == 0:
+            raise DwsError(f"{config.zoo}: the training split has too few nets for one step")
+        total = s.epochs * self.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, s.warmup_steps, total, s.schedule)
+        )
+        # progress of the run (restored on resume)
+        self.epoch = 0
+        self.best_score: tuple[float, float] | None = None
+        self.best_epoch = 0
+        self.best_val: dict[str, float] = {}
+        self.best_state: dict[str, Tensor] | None = None
+        self.history: list[dict[str, Any]] = []
+        self.elapsed = 0.0
+
+    # ------------------------------------------------------------------------------------------
+    def evaluate(self, nets: SplitNets, positions: Tensor | None = None) -> dict[str, float]:
+        """Metrics of the current model on ``nets`` (all, or ``positions``), ranks sharing work."""
+        env = self.env
+        chosen = torch.arange(len(nets)) if positions is None else positions
+        mine = chosen[env.rank :: env.world_size]
+        size = self.settings.eval_batch_size or self.settings.batch_size
+        values: dict[str, list[Tensor]] = {}
+        self.model.eval()
+        with torch.no_grad():
+            for part in mine.split(size):
+                batch = nets.batch(part)
+                output = self.model(batch.space.to(self.device))
+                for key, value in self.task.evaluate(output, batch).items():
+                    values.setdefault(key, []).append(value.detach().cpu())
+        local = {key: torch.cat(parts) for key, parts in values.items()}
+        gathered = distributed.all_gather_objects(env, (mine, local))
+        order = torch.cat([g[0] for g in gathered]).argsort()
+        merged = {
+            key: torch.cat([g[1][key] for g in gathered if key in g[1]])[order]
+            for key in gathered[0][1]
+        }
+        return self.task.metrics(merged)
+
+    def train_epoch(self, epoch: int) -> float:
+        """One epoch; returns the mean per-net training loss over all ranks."""
+        s, env = self.settings, self.env
+        self.model.train()
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, net count
+        batches = data.epoch_batches(
+            len(self.train_nets), s.batch_size, s.seed, epoch, env.world_size
+        )
+        for step, global_batch in enumerate(batches):
+            batch = self.train_nets.batch(data.rank_slice(global_batch, env.rank, env.world_size))
+            space = batch.space
+            if s.permutation_augmentation and space.spec.hidden_widths:
+                perm = data.batch_permutation(
+                    space.spec.hidden_widths, len(global_batch), s.seed, epoch, step
+                )
+                space = data.augment(space, perm, env.rank, env.world_size)
+            output = self.forward_model(space.to(self.device))
+            per_net = self.task.loss(output, batch)
+            loss = per_net.sum() * (env.world_size / len(global_batch))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if s.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            detached = per_net.detach()
+            total[0] += detached.sum().double()
+            total[1] += len(detached)
+            self.reporter.step(
+                epoch, step + 1, len(batches), float(detached.mean()), self.current_lr()
+            )
+        distributed.all_reduce_sum(env, total)  # the same on every rank: all stop together
+        mean = float(total[0] / total[1])
+        if not math.isfinite(mean):
+            raise DwsError(
+                f"training diverged in epoch {epoch} (mean loss {mean})",
+                hint="lower train.lr or set train.grad_clip",
+            )
+        return mean
+
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # ------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "best_val": self.best_val,
+            "best_state": self.best_state,
+            "history": self.history,
+            "elapsed": self.elapsed,
+            "world_size": self.env.world_size,
+        }
+
+    def save(self) -> None:
+        rng = distributed.all_gather_objects(self.env, capture_rng(self.device))  # collective
+        if self.env.is_main:
+            save_state(self.config.state_path, {**self.state_dict(), "rng": rng})
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        score = state["best_score"]
+        self.best_score = None if score is None else (float(score[0]), float(score[1]))
+        self.best_epoch = int(state["best_epoch"])
+        self.best_val = dict(state["best_val"])
+        self.best_state = state["best_state"]
+        self.history = list(state["history"])
+        self.elapsed = float(state["elapsed"])
+        rng = state.get("rng") or []
+        if int(state.get("world_size", 1)) == self.env.world_size and len(rng) > self.env.rank:
+            restore_rng(rng[self.env.rank], self.device)
+        else:
+            self.reporter.message(
+                "resuming with another number of processes: dropout randomness is reseeded"
+            )
+
+    def should_stop(self) -> bool:
+        patience = self.settings.patience
+        return patience is not None and self.epoch - self.best_epoch >= patience
+
+    # ------------------------------------------------------------------------------------------
+    def run(self, resume: bool) -> TrainResult:
+        s, config = self.settings, self.config
+        resumed_from: int | None = None
+        path = config.state_path
+        if resume and path.is_file():
+            self.restore(load_state(path, config.to_dict()))
+            resumed_from = self.epoch
+            self.reporter.message(f"resuming {path} after epoch {self.epoch}")
+        initial = self.history[0] if self.history else None
+        if initial is None:
+            initial = {
+                "epoch": 0,
+                "val": self.evaluate(self.val_nets),
+                "train_sample": self.evaluate(self.train_nets, self.sample_positions),
+            }
+            self.history.append(initial)
+        self.reporter.start(
+            {
+                "name": config.name,
+                "task": self.task.name,
+                "epochs": s.epochs,
+                "start_epoch": self.epoch,
+                "steps_per_epoch": self.steps_per_epoch,
+                "nets": {n.name: len(n) for n in (self.train_nets, self.val_nets, self.test_nets)},
+                "device": str(self.device),
+                "world_size": self.env.world_size,
+                "parameters": sum(p.numel() for p in self.model.parameters()),
+                "best_metric": self.task.best_metric,
+                "initial": initial,
+            }
+        )
+        while self.epoch < s.epochs and not self.should_stop():
+            self.run_epoch()
+        if self.should_stop() and self.epoch < s.epochs:
+            self.reporter.message(
+                f"stopped early after epoch {self.epoch}: no better validation "
+                f"{self.task.best_metric} since epoch {self.best_epoch}"
+            )
+        return self.finish(initial, resumed_from)
+
+    def run_epoch(self) -> None:
+        s = self.settings
+        start = time.monotonic()
+        epoch = self.epoch + 1
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": self.train_epoch(epoch)}
+        record["lr"] = self.current_lr()
+        if epoch % s.eval_every == 0 or epoch == s.epochs:
+            val = self.evaluate(self.val_nets)
+            score = self.task.score(val)
+            better = self.best_score is None or score > self.best_score
+            if better:
+                self.best_score, self.best_epoch, self.best_val = score, epoch, val
+                self.best_state = {
+                    k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
+                }
+            record.update(val=val, best=better)
+        record.update(best_epoch=self.best_epoch, best_val=self.best_val)
+        record["seconds"] = time.monotonic() - start
+        self.elapsed += record["seconds"]
+        self.epoch = epoch
+        self.history.append(record)
+        self.save()
+        self.reporter.epoch(record)
+
+    def finish(self, initial: dict[str, Any], resumed_from: int | None) -> TrainResult:
+        config = self.config
+        if self.best_state is None:  # no validation happened (only possible with 0 epochs)
+            self.best_val = self.evaluate(self.val_nets)
+        else:
+            self.model.load_state_dict(self.best_state)
+        test = self.evaluate(self.test_nets)
+        train_sample = self.evaluate(self.train_nets, self.sample_positions)
+        metrics = {"val": self.best_val, "test": test}
+        card_path, weights_path = config.processor_path, config.weights_path
+        if self.env.is_main:
+            card_path, weights_path = cards.write_processor(
+                config.output, config.name, self.card(metrics), self.model
+            )
+        distributed.barrier(self.env)
+        return TrainResult(
+            name=config.name,
+            task=self.task.name,
+            processor=card_path,
+            weights=weights_path,
+            metrics=metrics,
+            initial={"val": initial["val"], "train_sample": initial["train_sample"]},
+            train_sample=train_sample,
+            best_epoch=self.best_epoch,
+            epochs_run=self.epoch,
+            stopped_early=self.should_stop() and self.epoch < self.settings.epochs,
+            resumed_from=resumed_from,
+            seconds=self.elapsed,
+            device=str(self.device),
+            world_size=self.env.world_size,
+            rank=self.env.rank,
+            history=self.history,
+        )
+
+    def card(self, metrics: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+        config, zoo = self.config, self.zoo
+        return {
+            "name": config.name,
+            "version": config.version,
+            "task": self.task.name,
+            "description": config.description,
+            "model": {
+                "kind": self.task.kind,
+                "arch": self.arch.name,
+                "parameters": sum(p.numel() for p in self.model.parameters()),
+                "config": self.arch.card_config(config.model.options, self.task.out_features),
+            },
+            "output": self.task.describe_output(),
+            "input": cards.input_section(zoo),
+            "normalization": cards.normalization_section(
+                self.model, zoo.spec.depth, len(self.sample_positions)
+            ),
+            "training": {
+                "zoo": cards.zoo_section(zoo, len(self.train_nets)),
+                "config": config.to_dict(),
+                "epochs_run": self.epoch,
+                "best_epoch": self.best_epoch,
+                "selected_on": f"val {self.task.best_metric}",
+                "stopped_early": self.should_stop() and self.epoch < self.settings.epochs,
+                "seconds": round(self.elapsed, 3),
+                "seed": self.settings.seed,
+                "world_size": self.env.world_size,
+                "device": str(self.device),
+                **cards.provenance(),
+            },
+            "metrics": {split: cards.clean_metrics(m) for split, m in metrics.items()},
+        }
+
+
+def train(
+    config: TrainConfig | str | Path,
+    *,
+    resume: bool = True,
+    device: str | None = None,
+    reporter: TrainReporter | None = None,
+) -> TrainResult:
+    """Train a processor as ``config`` (a :class:`TrainConfig` or a YAML path) says.
+
+    ``resume``: continue from ``<output>/<name>.last.pt`` when it exists (the default).
+    ``device`` overrides ``train.device`` (auto, cpu or cuda). Under torchrun (``WORLD_SIZE``
+    > 1) this joins the process group, trains with DDP and leaves it at the end; only rank 0
+    reports and writes files. Returns the same :class:`TrainResult` on every rank.
+    """
+    config = load_config(config).with_device(device)
+    env = distributed.env_from_torchrun()
+    target = distributed.resolve_device(config.train.device, env)
+    distributed.setup(env, target)
+    try:
+        trainer = Trainer(config, env, target, reporter if env.is_main else None)
+        return trainer.run(resume)
+    finally:
+        distributed.teardown(env)
+
+
+__all__ = ["Trainer", "lr_factor", "train"]

@@ -1,0 +1,260 @@
+"""What the trainer optimises and measures, one :class:`Task` per job, behind a registry.
+
+A task says which kind of model it trains (invariant: weights -> vector; equivariant: weights ->
+weights), how many output features, which manifest labels/metrics are its targets, the loss *per
+net* (the trainer reduces it, which is what keeps distributed training exact), the per-net values
+evaluation collects, the metrics computed from them over a whole split, and which metric selects
+the best checkpoint. Adding ``adapt``, ``edit`` or ``embed`` means one more subclass registered
+with :func:`register_task`; the trainer does not change.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dwscli.data.zoo import Zoo, ZooBatch
+from dwscli.errors import DwsError
+
+ModelKind = Literal["invariant", "equivariant"]
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a task available as ``task: <cls.name>`` in configs."""
+    TASKS[cls.name] = cls
+    return cls
+
+
+def task_class(name: str, source: str | None = None) -> type[Task]:
+    try:
+        return TASKS[name]
+    except KeyError:
+        where = f"{source}: task" if source else "task"
+        raise DwsError(
+            f"{where}: unknown task {name!r}; choose one of {', '.join(sorted(TASKS))}"
+        ) from None
+
+
+class Task(ABC):
+    """One training objective. Subclasses set the class attributes and ``Options``."""
+
+    name: ClassVar[str]
+    kind: ClassVar[ModelKind]
+    Options: ClassVar[type]  # a dataclass of the task's options (the ``task:`` section)
+    best_metric: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+
+    def __init__(self, options: Any, zoo: Zoo) -> None:
+        self.options = options
+        self.zoo = zoo
+
+    @property
+    @abstractmethod
+    def out_features(self) -> int:
+        """Output features of an invariant model (ignored for equivariant ones)."""
+
+    @abstractmethod
+    def target_keys(self) -> list[tuple[str, str]]:
+        """``(group, key)`` pairs read from the manifest: group is ``labels`` or ``metrics``."""
+
+    def check_targets(self, split: str, targets: Mapping[str, Tensor], ids: list[str]) -> None:
+        """Refuse a split whose targets are missing (NaN) for some net."""
+        for key, values in targets.items():
+            if values.is_floating_point():
+                bad = torch.isnan(values).nonzero().flatten()
+                if len(bad):
+                    raise DwsError(
+                        f"{self.zoo.path}: net {ids[int(bad[0])]} ({split} split) has no "
+                        f"value for {key!r}, which task {self.name} needs"
+                    )
+
+    @abstractmethod
+    def loss(self, output: Any, batch: ZooBatch) -> Tensor:
+        """Per-net loss ``[b]``; the trainer averages it over the (global) batch."""
+
+    @abstractmethod
+    def evaluate(self, output: Any, batch: ZooBatch) -> dict[str, Tensor]:
+        """Per-net values ``{name: [b, ...]}`` to collect over a split; must hold ``loss``."""
+
+    @abstractmethod
+    def metrics(self, values: Mapping[str, Tensor]) -> dict[str, float]:
+        """Metrics of a whole split from the collected per-net values."""
+
+    def score(self, metrics: Mapping[str, float]) -> tuple[float, float]:
+        """Larger is better: the task's best metric, then lower loss to break ties."""
+        value = float(metrics.get(self.best_metric, math.nan))
+        primary = -math.inf if math.isnan(value) else (value if self.higher_is_better else -value)
+        loss = float(metrics.get("loss", math.nan))
+        return primary, -math.inf if math.isnan(loss) else -loss
+
+    def describe_output(self) -> dict[str, Any]:
+        """The card's ``output`` section: what the processor's output means."""
+        return {}
+
+
+# ------------------------------------------------------------------------------------------------
+# Metrics
+
+
+def kendall_tau(pred: Tensor, target: Tensor) -> float:
+    try:
+        from scipy.stats import kendalltau
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise DwsError(
+            "the accuracy task's Kendall tau needs scipy", hint="pip install 'dwscli[ml]'"
+        ) from error
+    if len(pred) < 2:
+        return math.nan
+    tau = kendalltau(pred.double().numpy(), target.double().numpy()).statistic
+    return float(tau)
+
+
+def r2_score(pred: Tensor, target: Tensor) -> float:
+    pred, target = pred.double(), target.double()
+    total = ((target - target.mean()) ** 2).sum()
+    if len(target) < 2 or total <= 0:
+        return math.nan
+    return float(1 - ((target - pred) ** 2).sum() / total)
+
+
+# ------------------------------------------------------------------------------------------------
+# accuracy: predict a classifier's test accuracy from its weights
+
+
+@dataclass(frozen=True)
+class AccuracyOptions:
+    target: str = "test_acc"  # a key of the manifest's metrics
+    loss: Literal["mse", "l1"] = "mse"
+
+
+@register_task
+class AccuracyTask(Task):
+    """Invariant regression of ``metrics.<target>`` (test accuracy) of classifiers."""
+
+    name = "accuracy"
+    kind = "invariant"
+    Options = AccuracyOptions
+    best_metric = "kendall_tau"
+    higher_is_better = True
+    options: AccuracyOptions
+
+    @property
+    def out_features(self) -> int:
+        return 1
+
+    def target_keys(self) -> list[tuple[str, str]]:
+        return [("metrics", self.options.target)]
+
+    def _pred_target(self, output: Tensor, batch: ZooBatch) -> tuple[Tensor, Tensor]:
+        target = batch.targets[self.options.target].to(output.device, torch.float32)
+        return output.reshape(-1), target
+
+    def loss(self, output: Tensor, batch: ZooBatch) -> Tensor:
+        pred, target = self._pred_target(output, batch)
+        if self.options.loss == "l1":
+            return (pred - target).abs()
+        return (pred - target) ** 2
+
+    def evaluate(self, output: Tensor, batch: ZooBatch) -> dict[str, Tensor]:
+        pred, target = self._pred_target(output, batch)
+        return {"pred": pred, "target": target, "loss": self.loss(output, batch)}
+
+    def metrics(self, values: Mapping[str, Tensor]) -> dict[str, float]:
+        pred, target = values["pred"].double(), values["target"].double()
+        return {
+            "kendall_tau": kendall_tau(pred, target),
+            "r2": r2_score(pred, target),
+            "mae": float((pred - target).abs().mean()),
+            "loss": float(values["loss"].double().mean()),
+        }
+
+    def describe_output(self) -> dict[str, Any]:
+        return {"type": "scalar", "target": f"metrics.{self.options.target}"}
+
+
+# ------------------------------------------------------------------------------------------------
+# inr-classify: the class of the image an INR represents
+
+
+@dataclass(frozen=True)
+class InrClassifyOptions:
+    label: str = "label"  # a key of the manifest's labels
+    num_classes: int | None = None  # default: largest label in the zoo + 1
+
+
+@register_task
+class InrClassifyTask(Task):
+    """Invariant classification of ``labels.<label>`` (the digit an INR draws)."""
+
+    name = "inr-classify"
+    kind = "invariant"
+    Options = InrClassifyOptions
+    best_metric = "accuracy"
+    higher_is_better = True
+    options: InrClassifyOptions
+
+    def __init__(self, options: InrClassifyOptions, zoo: Zoo) -> None:
+        super().__init__(options, zoo)
+        labels = [(r.get("labels") or {}).get(options.label) for r in zoo.records()]
+        if not labels or not all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+            raise DwsError(
+                f"{zoo.path}: task inr-classify needs an integer labels.{options.label} on every "
+                "net (an INR zoo made by dws zoo inrs has one)"
+            )
+        self.num_classes = options.num_classes or max(labels) + 1
+        if min(labels) < 0 or max(labels) >= self.num_classes:
+            raise DwsError(
+                f"{zoo.path}: labels.{options.label} range {min(labels)}..{max(labels)} does "
+                f"not fit num_classes {self.num_classes}"
+            )
+
+    @property
+    def out_features(self) -> int:
+        return self.num_classes
+
+    def target_keys(self) -> list[tuple[str, str]]:
+        return [("labels", self.options.label)]
+
+    def loss(self, output: Tensor, batch: ZooBatch) -> Tensor:
+        target = batch.targets[self.options.label].to(output.device, torch.long)
+        return F.cross_entropy(output, target, reduction="none")
+
+    def evaluate(self, output: Tensor, batch: ZooBatch) -> dict[str, Tensor]:
+        target = batch.targets[self.options.label].to(output.device, torch.long)
+        correct = (output.argmax(dim=1) == target).float()
+        return {"correct": correct, "loss": self.loss(output, batch)}
+
+    def metrics(self, values: Mapping[str, Tensor]) -> dict[str, float]:
+        return {
+            "accuracy": float(values["correct"].double().mean()),
+            "loss": float(values["loss"].double().mean()),
+        }
+
+    def describe_output(self) -> dict[str, Any]:
+        return {
+            "type": "logits",
+            "classes": self.num_classes,
+            "target": f"labels.{self.options.label}",
+        }
+
+
+__all__ = [
+    "TASKS",
+    "AccuracyTask",
+    "InrClassifyTask",
+    "ModelKind",
+    "Task",
+    "kendall_tau",
+    "r2_score",
+    "register_task",
+    "task_class",
+]

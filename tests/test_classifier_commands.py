@@ -1,0 +1,161 @@
+"""dws predict-accuracy and dws adapt through the CLI, with small processors made here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+import yaml
+
+from dwscli.cli.app import main
+from dwscli.nn.models import DWSNetConfig, EquivariantDWSNet, InvariantDWSNet
+from dwscli.weights.checkpoint import load_checkpoint, save_space
+from dwscli.weights.space import WeightSpace
+from dwscli.weights.spec import MLPSpec
+from dwscli.weights.symmetry import apply_permutation, random_permutation
+
+SPEC = MLPSpec.parse("12-8-8-4:relu")
+CONFIG = DWSNetConfig(hidden_channels=4, num_layers=2, head_hidden=[8], output_init_scale=1.0)
+
+
+def _write_processor(directory: Path, name: str, task: str) -> Path:
+    torch.manual_seed(0)
+    if task == "accuracy":
+        model = InvariantDWSNet(SPEC, CONFIG)
+        kind = "invariant"
+    else:
+        model = EquivariantDWSNet(SPEC, CONFIG)
+        kind = "equivariant"
+    model.normalizer.fit(WeightSpace.random(SPEC, 32))
+    safetensors.torch.save_file(model.state_dict(), str(directory / f"{name}.safetensors"))
+    card = {
+        "name": name,
+        "version": "1",
+        "task": task,
+        "model": {"kind": kind, "arch": "dws", "config": CONFIG.to_dict()},
+        "input": {"spec": str(SPEC)},
+    }
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(card))
+    return path
+
+
+def _nets(directory: Path, count: int, dtype: torch.dtype = torch.float32) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(1)
+    paths = []
+    for k in range(count):
+        space = WeightSpace.random(SPEC, 1, generator=generator)
+        path = directory / f"net{k}.safetensors"
+        save_space(path, space, metadata={"owner": "test", "run": str(k)}, dtype=dtype)
+        paths.append(path)
+    return paths
+
+
+def _run(args: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    captured = capfd.readouterr()
+    return int(done.value.code or 0), captured.out, captured.err
+
+
+def test_predict_accuracy_is_invariant_to_permuting_the_files(tmp_path, capfd) -> None:
+    card = _write_processor(tmp_path, "acc", "accuracy")
+    paths = _nets(tmp_path / "nets", 5)
+    permuted_dir = tmp_path / "permuted"
+    permuted_dir.mkdir()
+    for path in paths:
+        checkpoint = load_checkpoint(path)
+        permuted = apply_permutation(checkpoint.space, random_permutation(checkpoint.space))
+        save_space(permuted_dir / path.name, permuted)
+    code, out, _ = _run(
+        ["predict-accuracy", str(tmp_path / "nets"), "-p", str(card), "--json"], capfd
+    )
+    assert code == 0
+    original = json.loads(out)
+    code, out, _ = _run(["predict-accuracy", str(permuted_dir), "-p", str(card), "--json"], capfd)
+    again = json.loads(out)
+    assert [Path(r["path"]).name for r in original] == [p.name for p in paths]  # input order
+    for a, b in zip(original, again):
+        assert a["predicted_accuracy"] == pytest.approx(b["predicted_accuracy"], abs=1e-5)
+    assert len({r["predicted_accuracy"] for r in original}) > 1  # not a constant
+    code, out, _ = _run(
+        ["predict-accuracy", str(tmp_path / "nets"), "-p", str(card), "--csv"], capfd
+    )
+    assert out.splitlines()[0] == "path,spec,predicted_accuracy" and len(out.splitlines()) == 6
+
+
+def test_adapt_is_equivariant_and_keeps_dtype_and_metadata(tmp_path, capfd) -> None:
+    card = _write_processor(tmp_path, "adapt", "adapt")
+    (path,) = _nets(tmp_path / "nets", 1, dtype=torch.float64)
+    checkpoint = load_checkpoint(path)
+    perm = random_permutation(checkpoint.space)
+    permuted_path = tmp_path / "permuted.safetensors"
+    save_space(permuted_path, apply_permutation(checkpoint.space, perm), dtype=torch.float64)
+    out_a, out_b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    assert _run(["adapt", str(path), "-p", str(card), "-o", str(out_a)], capfd)[0] == 0
+    assert _run(["adapt", str(permuted_path), "-p", str(card), "-o", str(out_b)], capfd)[0] == 0
+    adapted, adapted_permuted = load_checkpoint(out_a), load_checkpoint(out_b)
+    expected = apply_permutation(adapted.space, perm)
+    assert torch.allclose(expected.flatten(), adapted_permuted.space.flatten(), atol=1e-5)
+    assert not torch.allclose(adapted.space.flatten(), checkpoint.space.flatten())
+    assert adapted.layout.dtypes == checkpoint.layout.dtypes  # float64 kept
+    assert adapted.metadata["owner"] == "test" and adapted.metadata["run"] == "0"
+    assert adapted.metadata["dws.processor"] == "adapt"
+    assert adapted.metadata["dws.operation"] == "adapt"
+
+
+def test_batch_mode_reports_bad_files_and_continues(tmp_path, capfd) -> None:
+    card = _write_processor(tmp_path, "acc", "accuracy")
+    paths = _nets(tmp_path / "nets", 3)
+    (tmp_path / "nets" / "broken.safetensors").write_text("not a checkpoint")
+    other = WeightSpace.random(MLPSpec.parse("5-8-4"), 1)
+    save_space(tmp_path / "nets" / "wrong-spec.safetensors", other)
+    code, out, err = _run(
+        ["predict-accuracy", str(tmp_path / "nets"), "-p", str(card), "--json"], capfd
+    )
+    assert code == 1
+    rows = json.loads(out)
+    assert sorted(Path(r["path"]).name for r in rows) == sorted(p.name for p in paths)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2
+    assert any("broken.safetensors" in line for line in errors)
+    assert any("wrong-spec" in line and "expects 12-*-*-4:relu" in line for line in errors)
+    code, out, err = _run(
+        ["predict-accuracy", str(tmp_path / "nets"), "-p", str(card), "--fail-fast"], capfd
+    )
+    assert code == 1 and len([x for x in err.splitlines() if x.startswith("error:")]) == 1
+
+
+def test_adapt_refuses_to_overwrite_and_needs_one_destination(tmp_path, capfd) -> None:
+    card = _write_processor(tmp_path, "adapt", "adapt")
+    paths = _nets(tmp_path / "nets", 2)
+    before = paths[0].read_bytes()
+    code, _, err = _run(["adapt", str(paths[0]), "-p", str(card), "-o", str(paths[0])], capfd)
+    assert code == 1 and "error:" in err
+    assert paths[0].read_bytes() == before
+    code, _, err = _run(
+        ["adapt", *map(str, paths), "-p", str(card), "-o", str(tmp_path / "x.safetensors")], capfd
+    )
+    assert code == 1 and "--out-dir" in err
+    code, out, _ = _run(
+        ["adapt", *map(str, paths), "-p", str(card), "--out-dir", str(tmp_path / "out"), "--json"],
+        capfd,
+    )
+    assert code == 0 and len(json.loads(out)) == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "net0.safetensors",
+        "net1.safetensors",
+    ]
+    code, _, err = _run(["adapt", str(paths[0]), "-p", str(card)], capfd)
+    assert code == 2
+
+
+def test_processor_of_the_wrong_task_is_refused(tmp_path, capfd) -> None:
+    card = _write_processor(tmp_path, "adapt", "adapt")
+    paths = _nets(tmp_path / "nets", 1)
+    code, _, err = _run(["predict-accuracy", str(paths[0]), "-p", str(card)], capfd)
+    assert code == 1 and "not 'accuracy'" in err

@@ -1,0 +1,321 @@
+"""The trainer (``dws train``): config errors, learning, the processor it writes, determinism,
+resuming, and DDP under torchrun matching one process."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from dwscli.cli.app import app
+from dwscli.data.classifier_train import ClassifierZooConfig, HparamRanges
+from dwscli.data.zoo import Zoo
+from dwscli.data.zoo_make import InrZooConfig, make_classifier_zoo, make_inr_zoo
+from dwscli.errors import DwsError
+from dwscli.processors.loading import load_processor
+from dwscli.processors.registry import load_card
+from dwscli.train import Reporter, TrainResult, train
+
+TINY_MODEL = {"hidden_channels": 8, "num_layers": 2, "head_hidden": [16]}
+
+
+@pytest.fixture(scope="module")
+def clf_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 tiny Fashion-MNIST classifiers (4x4 pooled inputs) with spread test accuracies."""
+    out = tmp_path_factory.mktemp("zoos") / "clf"
+    config = ClassifierZooConfig(
+        spec="16-8-8-10:relu",
+        pool=7,
+        chunk=48,
+        ranges=HparamRanges(steps=(5, 100), subset=(100, 1000)),
+    )
+    make_classifier_zoo(out, "fashion-mnist", count=48, config=config, shard_size=16)
+    return out
+
+
+@pytest.fixture(scope="module")
+def inr_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 small MNIST SIRENs (briefly fitted; enough to carry their digit)."""
+    out = tmp_path_factory.mktemp("zoos") / "inr"
+    config = InrZooConfig(
+        spec="2-8-8-1:sine;w0=30", steps=20, psnr_target=25.0, chunk=40, compiled=False
+    )
+    make_inr_zoo(out, "mnist", count=40, config=config, shard_size=16)
+    return out
+
+
+def write_config(path: Path, **sections: Any) -> Path:
+    path.write_text(yaml.safe_dump(sections, sort_keys=False))
+    return path
+
+
+def accuracy_config(zoo: Path, out: Path, **train: Any) -> dict[str, Any]:
+    settings = {"epochs": 6, "batch_size": 8, "lr": "3e-3", "seed": 0, "device": "cpu"}
+    return {
+        "name": "tiny-accuracy",
+        "task": {"name": "accuracy", "loss": "mse"},
+        "zoo": str(zoo),
+        "output": str(out),
+        # dropout on: determinism and resume must also restore the dropout RNG
+        "model": {**TINY_MODEL, "fixed_mixing": "shared", "dropout": 0.1},
+        "train": {**settings, **train},
+    }
+
+
+@pytest.fixture(scope="module")
+def accuracy_run(clf_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    root = tmp_path_factory.mktemp("acc")
+    config = write_config(root / "acc.yaml", **accuracy_config(clf_zoo, root / "out"))
+    return train(config)
+
+
+def weights_of(result: TrainResult) -> dict[str, torch.Tensor]:
+    return load_file(str(result.weights))
+
+
+def assert_same_weights(a: TrainResult, b: TrainResult, atol: float = 0.0) -> None:
+    wa, wb = weights_of(a), weights_of(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.allclose(wa[key], wb[key], atol=atol, rtol=0), key
+
+
+# ------------------------------------------------------------------------------------------------
+# configuration errors: one line, exit 1, through the CLI
+
+
+def _one_line_error(result: Any, *fragments: str) -> None:
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[0].startswith("error: "), result.stderr
+    assert all(line.startswith(("error: ", "hint: ")) for line in lines), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.mark.parametrize(
+    ("change", "fragments"),
+    [
+        ({"train": {"lrr": 0.1}}, ["train.lrr: unknown key", "valid keys: epochs, batch_size"]),
+        ({"train": {"epochs": "ten"}}, ["train.epochs: expected an integer, got 'ten' (str)"]),
+        ({"train": {"schedule": "linear"}}, ["train.schedule: expected one of cosine, constant"]),
+        ({"model": {"hidden_channels": 2.5}}, ["model.hidden_channels: expected an integer"]),
+        ({"model": {"out_features": 3}}, ["model.out_features: set by the task"]),
+        ({"task": "predict"}, ["unknown task 'predict'", "accuracy, inr-classify"]),
+        ({"task": {"name": "accuracy", "loss": "huber"}}, ["task.loss: expected one of mse, l1"]),
+        ({"zoo": "/nonexistent/zoo"}, ["zoo: /nonexistent/zoo does not exist"]),
+        ({"zoo": None}, ["zoo: missing required key"]),
+        ({"epochs": 3}, ["epochs: unknown key", "valid keys: name, version"]),
+    ],
+    ids=[
+        "unknown-key",
+        "wrong-type",
+        "bad-choice",
+        "model-type",
+        "reserved",
+        "task",
+        "task-option",
+        "missing-zoo",
+        "no-zoo",
+        "top-level",
+    ],
+)
+def test_config_mistakes_are_one_line_errors(
+    inr_zoo: Path, tmp_path: Path, change: dict[str, Any], fragments: list[str]
+) -> None:
+    config = {
+        "name": "x",
+        "task": "inr-classify",
+        "zoo": str(inr_zoo),
+        "output": str(tmp_path),
+        "model": {},
+        "train": {},
+    }
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}  # type: ignore[dict-item]
+        else:
+            config[key] = value
+    path = write_config(tmp_path / "bad.yaml", **config)
+    result = CliRunner().invoke(app, ["train", str(path)])
+    _one_line_error(result, str(path), *fragments)
+    assert not list(tmp_path.glob("*.safetensors"))
+
+
+def test_help_has_examples() -> None:
+    result = CliRunner().invoke(app, ["train", "--help"])
+    assert result.exit_code == 0
+    assert "Examples" in result.stdout and "dws train" in result.stdout
+    assert "torchrun" in result.stdout
+
+
+def test_missing_config_file_and_bad_device(inr_zoo: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    _one_line_error(runner.invoke(app, ["train", str(tmp_path / "nope.yaml")]), "nope.yaml")
+    path = write_config(tmp_path / "c.yaml", name="x", task="inr-classify", zoo=str(inr_zoo))
+    _one_line_error(runner.invoke(app, ["train", str(path), "--device", "gpu"]), "'gpu'")
+
+
+# ------------------------------------------------------------------------------------------------
+# learning, the card, the processor
+
+
+def test_accuracy_training_improves_and_writes_a_card(accuracy_run: TrainResult) -> None:
+    result = accuracy_run
+    assert result.epochs_run == 6 and not result.stopped_early
+    assert result.train_sample["loss"] < 0.6 * result.initial["train_sample"]["loss"]
+    losses = [h["train_loss"] for h in result.history[1:]]
+    assert losses[-1] < losses[0]
+
+    card = yaml.safe_load(result.processor.read_text())
+    assert card["task"] == "accuracy" and card["name"] == "tiny-accuracy"
+    assert card["model"]["kind"] == "invariant" and card["model"]["arch"] == "dws"
+    assert card["input"]["spec"] == "16-8-8-10:relu"
+    assert card["input"]["preprocessing"]["pool"] == 7
+    assert card["training"]["zoo"]["splits"] == {"train": 38, "val": 5, "test": 5}
+    assert card["training"]["best_epoch"] == result.best_epoch
+    best = result.history[result.best_epoch]
+    assert best["val"] == result.metrics["val"]  # best-on-validation checkpoint
+    assert all(best["val"]["kendall_tau"] >= h["val"]["kendall_tau"] for h in result.history[1:])
+    for split in ("val", "test"):
+        assert set(card["metrics"][split]) == {"kendall_tau", "r2", "mae", "loss"}
+        for key, value in result.metrics[split].items():
+            assert math.isclose(card["metrics"][split][key], value, rel_tol=1e-5), key
+    assert load_card(result.processor).metrics["test"] == card["metrics"]["test"]
+
+
+def test_the_processor_reproduces_the_trained_model(accuracy_run: TrainResult) -> None:
+    processor = load_processor(str(accuracy_run.processor))
+    test = Zoo.open(yaml.safe_load(accuracy_run.processor.read_text())["training"]["zoo"]["path"])
+    batch = test.load("test")
+    with torch.no_grad():
+        pred = processor.model(batch.space).reshape(-1).double()
+    target = batch.targets["test_acc"].double()
+    metrics = accuracy_run.metrics["test"]
+    assert math.isclose(float(((pred - target) ** 2).mean()), metrics["loss"], rel_tol=1e-6)
+    assert math.isclose(float((pred - target).abs().mean()), metrics["mae"], rel_tol=1e-6)
+
+
+def test_inr_classification_training_improves(inr_zoo: Path, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "inr.yaml",
+        name="tiny-inr",
+        task="inr-classify",
+        zoo=str(inr_zoo),
+        output=str(tmp_path / "out"),
+        model=TINY_MODEL,
+        train={"epochs": 12, "batch_size": 8, "lr": 1e-2, "device": "cpu", "patience": 50},
+    )
+    result = train(config)
+    # 4 val nets cannot pick a model; the training loss shows the learning
+    losses = [h["train_loss"] for h in result.history[1:]]
+    assert losses[-1] < 0.8 * result.initial["train_sample"]["loss"]
+    assert losses[-1] < 0.8 * losses[0]
+    card = yaml.safe_load(result.processor.read_text())
+    assert card["output"] == {"type": "logits", "classes": 10, "target": "labels.label"}
+    assert card["input"]["conventions"]["grid"] == [28, 28]
+    assert set(card["metrics"]["test"]) == {"accuracy", "loss"}
+
+
+# ------------------------------------------------------------------------------------------------
+# determinism and resuming
+
+
+def test_training_is_deterministic(
+    accuracy_run: TrainResult, clf_zoo: Path, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "again.yaml", **accuracy_config(clf_zoo, tmp_path / "out"))
+    again = train(config)
+    assert again.metrics == accuracy_run.metrics
+    assert_same_weights(again, accuracy_run)
+
+
+class _Interrupt(Reporter):
+    def epoch(self, record: dict[str, Any]) -> None:
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(
+    accuracy_run: TrainResult, clf_zoo: Path, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "resume.yaml", **accuracy_config(clf_zoo, tmp_path / "out"))
+    with pytest.raises(KeyboardInterrupt):
+        train(config, reporter=_Interrupt())
+    assert (tmp_path / "out" / "tiny-accuracy.last.pt").is_file()
+    assert not (tmp_path / "out" / "tiny-accuracy.yaml").exists()
+    resumed = train(config)
+    assert resumed.resumed_from == 2
+    assert resumed.metrics == accuracy_run.metrics
+    assert_same_weights(resumed, accuracy_run)
+    # a changed config is not resumed silently
+    changed = accuracy_config(clf_zoo, tmp_path / "out", lr=1e-2)
+    with pytest.raises(DwsError, match=r"differs in train\.lr"):
+        train(write_config(tmp_path / "changed.yaml", **changed))
+
+
+# ------------------------------------------------------------------------------------------------
+# distributed: torchrun with 2 CPU processes (gloo) equals one process with the same global batch
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_ddp_with_two_processes_matches_one(inr_zoo: Path, tmp_path: Path) -> None:
+    """Same global batch (8 = 2 x 4), same data order and the same augmentation permutations on
+    every rank (they are drawn per global batch from the seed), no dropout (its masks come from
+    each process's own RNG): the results agree up to float summation order."""
+    common = {
+        "name": "ddp",
+        "task": "inr-classify",
+        "zoo": str(inr_zoo),
+        "model": TINY_MODEL,
+        "train": {"epochs": 2, "batch_size": 8, "eval_batch_size": 3, "lr": 3e-3, "seed": 1},
+    }
+    single = train(write_config(tmp_path / "one.yaml", output=str(tmp_path / "one"), **common))
+    config = write_config(tmp_path / "two.yaml", output=str(tmp_path / "two"), **common)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "dwscli",
+        "train",
+        str(config),
+        "--json",
+        "--threads",
+        "1",
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:]
+    data = json.loads(run.stdout)  # rank 0 alone prints
+    assert data["world_size"] == 2
+    for split in ("val", "test"):
+        for key, value in single.metrics[split].items():
+            assert math.isclose(data["metrics"][split][key], value, rel_tol=1e-4, abs_tol=1e-5)
+    distributed = load_file(str(tmp_path / "two" / "ddp.safetensors"))
+    for key, tensor in weights_of(single).items():
+        assert torch.allclose(distributed[key], tensor, atol=1e-5, rtol=1e-4), key
+    assert run.stderr.count("epoch 2/2") == 1  # only rank 0 reports
