@@ -56,10 +56,31 @@ def siren() -> Path:
 # startup: fast, and no torch
 
 
-def test_examples_are_shipped() -> None:
-    assert list_examples() == ["tiny-relu", "tiny-siren"]
+def test_examples_are_shipped_and_small() -> None:
+    expected = {"fmnist-mlp", "mnist-inr", "sine-inr", "tiny-relu", "tiny-siren"}
+    assert set(list_examples()) == expected
     for name in list_examples():
-        assert example_path(name).stat().st_size < 8_000
+        assert example_path(name).stat().st_size < 64_000
+
+
+def test_trained_examples_do_what_their_metadata_says() -> None:
+    """The classifier example reaches its recorded accuracy; the INR renders its digit."""
+    from dwscli.data.classifier_train import ImageData, accuracy, preprocess
+    from dwscli.data.datasets import load_dataset
+    from dwscli.data.zoo_make import dataset_statistics
+    from dwscli.weights.checkpoint import load_checkpoint
+    from dwscli.weights.inr import InrConventions, psnr, render
+
+    classifier = load_checkpoint(example_path("fmnist-mlp"))
+    mean, std = dataset_statistics("fashion-mnist")
+    test = load_dataset("fashion-mnist", "test")
+    data = ImageData(preprocess(test.float_images(), 2, mean, std), test.labels)
+    measured = float(accuracy(classifier.space, data)[0])
+    assert abs(measured - float(classifier.metadata["test_acc"])) < 1e-3 and measured > 0.8
+    inr = load_checkpoint(example_path("mnist-inr"))
+    image = render(inr.space, InrConventions.from_metadata(inr.metadata))
+    source = load_dataset("mnist", "test").float_images()[:1]
+    assert float(psnr(image, source)[0]) > 30.0
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["inspect", "--help"]])
