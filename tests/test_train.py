@@ -113,7 +113,7 @@ def _one_line_error(result: Any, *fragments: str) -> None:
         ({"train": {"schedule": "linear"}}, ["train.schedule: expected one of cosine, constant"]),
         ({"model": {"hidden_channels": 2.5}}, ["model.hidden_channels: expected an integer"]),
         ({"model": {"out_features": 3}}, ["model.out_features: set by the task"]),
-        ({"task": "predict"}, ["unknown task 'predict'", "accuracy, inr-classify"]),
+        ({"task": "predict"}, ["unknown task 'predict'", "accuracy, adapt, inr-classify"]),
         ({"task": {"name": "accuracy", "loss": "huber"}}, ["task.loss: expected one of mse, l1"]),
         ({"zoo": "/nonexistent/zoo"}, ["zoo: /nonexistent/zoo does not exist"]),
         ({"zoo": None}, ["zoo: missing required key"]),
@@ -206,6 +206,39 @@ def test_the_processor_reproduces_the_trained_model(accuracy_run: TrainResult) -
     metrics = accuracy_run.metrics["test"]
     assert math.isclose(float(((pred - target) ** 2).mean()), metrics["loss"], rel_tol=1e-6)
     assert math.isclose(float((pred - target).abs().mean()), metrics["mae"], rel_tol=1e-6)
+
+
+def test_statnn_is_measured_side_by_side(accuracy_run: TrainResult, clf_zoo: Path) -> None:
+    """StatNN is fitted on the training nets and measured on exactly the test nets the DWS model
+    is: refitting it here on the zoo's train split and scoring the test split gives its numbers."""
+    from rich.console import Console
+
+    from dwscli.baselines.statnn import StatNN
+    from dwscli.cli.commands.train import _render
+    from dwscli.train.tasks import kendall_tau, r2_score
+
+    statnn = accuracy_run.baselines["statnn"]["test"]
+    assert set(statnn) == {"kendall_tau", "r2", "mae", "loss"}
+    assert all(math.isfinite(v) for v in statnn.values())
+    zoo = Zoo.open(clf_zoo)
+    train_batch, test_batch = zoo.load("train"), zoo.load("test")
+    model = StatNN.fit(train_batch.space, train_batch.targets["test_acc"].float())
+    pred = model.predict(test_batch.space).double()
+    target = test_batch.targets["test_acc"].double()
+    assert math.isclose(statnn["kendall_tau"], kendall_tau(pred, target), abs_tol=1e-9)
+    assert math.isclose(statnn["r2"], r2_score(pred, target), abs_tol=1e-9)
+    assert math.isclose(statnn["mae"], float((pred - target).abs().mean()), abs_tol=1e-9)
+
+    card = yaml.safe_load(accuracy_run.processor.read_text())
+    assert set(card["metrics"]) == {"val", "test", "baselines"}
+    recorded = card["metrics"]["baselines"]["statnn"]["test"]
+    for key, value in statnn.items():
+        assert math.isclose(recorded[key], value, rel_tol=1e-5), key
+    data = accuracy_run.to_dict()  # what --json prints
+    assert data["baselines"]["statnn"]["test"] == statnn
+    console = Console(width=200, record=True)
+    console.print(_render(data))
+    assert "test, statnn" in console.export_text()
 
 
 def test_inr_classification_training_improves(inr_zoo: Path, tmp_path: Path) -> None:

@@ -34,12 +34,20 @@ def weight_statistics(space: WeightSpace) -> Tensor:
     return torch.cat(features, dim=1)
 
 
-def _regressor():
+def _regressor(samples: int):
+    """The gradient-boosted trees. Leaves hold at least 20 nets (sklearn's default) once there
+    are 200 or more; fewer nets get smaller leaves, else trees could not split at all (under 40
+    nets) and every prediction would be the same."""
     try:
         from sklearn.ensemble import HistGradientBoostingRegressor
     except ImportError as error:
         raise DwsError("StatNN needs scikit-learn", hint="pip install 'dwscli[ml]'") from error
-    return HistGradientBoostingRegressor(max_iter=500, learning_rate=0.05, random_state=0)
+    return HistGradientBoostingRegressor(
+        max_iter=500,
+        learning_rate=0.05,
+        min_samples_leaf=min(20, max(2, samples // 10)),
+        random_state=0,
+    )
 
 
 @dataclass
@@ -50,10 +58,18 @@ class StatNN:
 
     @classmethod
     def fit(cls, space: WeightSpace, targets: Tensor) -> StatNN:
-        model = _regressor()
-        model.fit(weight_statistics(space).numpy(), targets.numpy())
+        return cls.fit_features(weight_statistics(space), targets)
+
+    @classmethod
+    def fit_features(cls, features: Tensor, targets: Tensor) -> StatNN:
+        """Fit on precomputed :func:`weight_statistics` (a big zoo's, computed in chunks)."""
+        model = _regressor(len(features))
+        model.fit(features.numpy(), targets.numpy())
         return cls(model)
 
     def predict(self, space: WeightSpace) -> Tensor:
-        values = self.model.predict(weight_statistics(space).numpy())  # type: ignore[attr-defined]
+        return self.predict_features(weight_statistics(space))
+
+    def predict_features(self, features: Tensor) -> Tensor:
+        values = self.model.predict(features.numpy())  # type: ignore[attr-defined]
         return torch.from_numpy(np.asarray(values, dtype=np.float32))

@@ -21,7 +21,11 @@ what ``dws processors`` lists (DESIGN.md §4)::
     training: {zoo: {path, kind, spec, dataset, count, seed, splits: {train, val, test}, …},
                config: {...the training config...}, epochs_run, best_epoch, stopped_early,
                seconds, seed, world_size, device, dws_version, time, selected_on}
-    metrics: {val: {...}, test: {...}}    # val: the best epoch's; test: the best model's
+    metrics: {val: {...}, test: {...},    # val: the best epoch's; test: the best model's
+              baselines: {statnn: {test: {...}}}}   # accuracy task: same train/test nets
+
+Tasks may add top-level keys: ``adapt`` writes ``target_domain: <corruption>`` after ``task``
+(``dws adapt`` copies it into the provenance of every output).
 
 The weights are written first and the card last, each atomically, so a card on disk always has
 complete weights beside it.

@@ -33,7 +33,7 @@ from dwscli.train.config import TrainConfig, load_config
 from dwscli.train.netstore import ShardMaps, SplitNets
 from dwscli.train.report import Reporter, TrainReporter, TrainResult
 from dwscli.train.state import capture_rng, load_state, restore_rng, save_state
-from dwscli.train.tasks import Task, task_class
+from dwscli.train.tasks import BaselineMetrics, Task, task_class
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -161,6 +161,7 @@ class Trainer:
                     space.spec.hidden_widths, len(global_batch), s.seed, epoch, step
                 )
                 space = data.augment(space, perm, env.rank, env.world_size)
+            self.task.start_step(s.seed, epoch, step)
             output = self.forward_model(space.to(self.device))
             per_net = self.task.loss(output, batch)
             loss = per_net.sum() * (env.world_size / len(global_batch))
@@ -308,10 +309,11 @@ class Trainer:
         test = self.evaluate(self.test_nets)
         train_sample = self.evaluate(self.train_nets, self.sample_positions)
         metrics = {"val": self.best_val, "test": test}
+        baselines = self.fit_baselines()
         card_path, weights_path = config.processor_path, config.weights_path
         if self.env.is_main:
             card_path, weights_path = cards.write_processor(
-                config.output, config.name, self.card(metrics), self.model
+                config.output, config.name, self.card(metrics, baselines), self.model
             )
         distributed.barrier(self.env)
         return TrainResult(
@@ -331,14 +333,34 @@ class Trainer:
             world_size=self.env.world_size,
             rank=self.env.rank,
             history=self.history,
+            baselines=baselines,
         )
 
-    def card(self, metrics: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+    def fit_baselines(self) -> BaselineMetrics:
+        """The task's baselines on the same train/test nets, fitted once (on rank 0) and
+        shared, so every rank returns the same result."""
+        result = self.task.baselines(self.train_nets, self.test_nets) if self.env.is_main else {}
+        return distributed.broadcast_object(self.env, result)
+
+    def card(
+        self,
+        metrics: Mapping[str, Mapping[str, float]],
+        baselines: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
+    ) -> dict[str, Any]:
         config, zoo = self.config, self.zoo
+        card_metrics: dict[str, Any] = {
+            split: cards.clean_metrics(m) for split, m in metrics.items()
+        }
+        if baselines:
+            card_metrics["baselines"] = {
+                name: {split: cards.clean_metrics(m) for split, m in by_split.items()}
+                for name, by_split in baselines.items()
+            }
         return {
             "name": config.name,
             "version": config.version,
             "task": self.task.name,
+            **self.task.card_fields(),
             "description": config.description,
             "model": {
                 "kind": self.task.kind,
@@ -364,7 +386,7 @@ class Trainer:
                 "device": str(self.device),
                 **cards.provenance(),
             },
-            "metrics": {split: cards.clean_metrics(m) for split, m in metrics.items()},
+            "metrics": card_metrics,
         }
 
 

@@ -72,6 +72,8 @@ class TrainResult:
     world_size: int
     rank: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: systems fitted on the same training nets, on the same test nets: {name: {"test": metrics}}
+    baselines: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (paths as strings, NaN as None)."""

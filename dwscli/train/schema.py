@@ -54,6 +54,8 @@ def describe_type(annotation: Any) -> str:
     if origin is Literal:
         return "one of " + ", ".join(str(a) for a in args)
     if origin is list:
+        if get_origin(args[0]) is Literal:
+            return "a list with items from " + ", ".join(str(a) for a in get_args(args[0]))
         return f"a list of {describe_type(args[0]).removeprefix('an ').removeprefix('a ')}s"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
         annotation, getattr(annotation, "__name__", str(annotation))

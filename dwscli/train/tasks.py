@@ -4,8 +4,13 @@ A task says which kind of model it trains (invariant: weights -> vector; equivar
 weights), how many output features, which manifest labels/metrics are its targets, the loss *per
 net* (the trainer reduces it, which is what keeps distributed training exact), the per-net values
 evaluation collects, the metrics computed from them over a whole split, and which metric selects
-the best checkpoint. Adding ``adapt``, ``edit`` or ``embed`` means one more subclass registered
-with :func:`register_task`; the trainer does not change.
+the best checkpoint. Adding ``edit`` or ``embed`` means one more subclass registered with
+:func:`register_task`; the trainer does not change. Optional hooks: :meth:`Task.start_step` (data
+a step draws besides the nets, e.g. the images of ``adapt``), :meth:`Task.card_fields` (top-level
+card keys) and :meth:`Task.baselines` (systems fitted on the same split, side by side).
+
+Tasks defined in their own modules (``adapt`` in :mod:`dwscli.train.adapt`) are imported at the
+end of this module, so that the registry is complete whenever it is used.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +28,12 @@ from torch import Tensor
 from dwscli.data.zoo import Zoo, ZooBatch
 from dwscli.errors import DwsError
 
+if TYPE_CHECKING:
+    from dwscli.train.netstore import SplitNets
+
 ModelKind = Literal["invariant", "equivariant"]
+#: ``{system: {split: {metric: value}}}``, e.g. ``{"statnn": {"test": {"kendall_tau": 0.9}}}``
+BaselineMetrics = dict[str, dict[str, dict[str, float]]]
 
 TASKS: dict[str, type[Task]] = {}
 
@@ -100,6 +110,22 @@ class Task(ABC):
         """The card's ``output`` section: what the processor's output means."""
         return {}
 
+    def start_step(self, seed: int, epoch: int, step: int) -> None:  # noqa: B027 (optional hook)
+        """Called before every training step (on every rank, with the same arguments).
+
+        A task whose loss needs more than the nets (``adapt`` draws a batch of images) draws
+        it here from ``(seed, epoch, step)``, so ranks agree and a resumed run sees the same.
+        """
+
+    def card_fields(self) -> dict[str, Any]:
+        """Extra top-level keys of the processor card (``adapt``: ``target_domain``)."""
+        return {}
+
+    def baselines(self, train: SplitNets, test: SplitNets) -> BaselineMetrics:
+        """``{system: {"test": metrics}}`` of baselines fitted on ``train``, measured on
+        ``test`` with this task's metrics (run once, at the end of training)."""
+        return {}
+
 
 # ------------------------------------------------------------------------------------------------
 # Metrics
@@ -134,6 +160,8 @@ def r2_score(pred: Tensor, target: Tensor) -> float:
 class AccuracyOptions:
     target: str = "test_acc"  # a key of the manifest's metrics
     loss: Literal["mse", "l1"] = "mse"
+    # fitted on the same training nets at the end, measured on the same test nets
+    baselines: list[Literal["statnn"]] = field(default_factory=lambda: ["statnn"])
 
 
 @register_task
@@ -158,11 +186,13 @@ class AccuracyTask(Task):
         target = batch.targets[self.options.target].to(output.device, torch.float32)
         return output.reshape(-1), target
 
-    def loss(self, output: Tensor, batch: ZooBatch) -> Tensor:
-        pred, target = self._pred_target(output, batch)
+    def _loss(self, pred: Tensor, target: Tensor) -> Tensor:
         if self.options.loss == "l1":
             return (pred - target).abs()
         return (pred - target) ** 2
+
+    def loss(self, output: Tensor, batch: ZooBatch) -> Tensor:
+        return self._loss(*self._pred_target(output, batch))
 
     def evaluate(self, output: Tensor, batch: ZooBatch) -> dict[str, Tensor]:
         pred, target = self._pred_target(output, batch)
@@ -179,6 +209,19 @@ class AccuracyTask(Task):
 
     def describe_output(self) -> dict[str, Any]:
         return {"type": "scalar", "target": f"metrics.{self.options.target}"}
+
+    def baselines(self, train: SplitNets, test: SplitNets) -> BaselineMetrics:
+        from dwscli.train.baselines import statnn_predictions
+
+        results: BaselineMetrics = {}
+        key = self.options.target
+        for name in dict.fromkeys(self.options.baselines):  # only statnn so far
+            if name == "statnn":
+                pred = statnn_predictions(train, test, key).double()
+                target = test.targets[key].double()
+                values = {"pred": pred, "target": target, "loss": self._loss(pred, target)}
+                results[name] = {"test": self.metrics(values)}
+        return results
 
 
 # ------------------------------------------------------------------------------------------------
@@ -247,9 +290,14 @@ class InrClassifyTask(Task):
         }
 
 
+# Tasks in their own modules register themselves on import (they import this module's names,
+# which exist by now).
+from dwscli.train import adapt as _adapt  # noqa: E402, F401
+
 __all__ = [
     "TASKS",
     "AccuracyTask",
+    "BaselineMetrics",
     "InrClassifyTask",
     "ModelKind",
     "Task",

@@ -16,14 +16,19 @@ if TYPE_CHECKING:
 EPILOG = "Examples:\n\n  dws processors\n\n  dws processors --json | jq '.[].name'"
 
 
-def _metrics_text(metrics: dict[str, object]) -> str:
+def _flat_metrics(metrics: dict[str, object], prefix: str = "") -> list[str]:
+    """``key=value`` items, nested sections joined with dots (``baselines.statnn.test.r2=…``)."""
     parts = []
     for key, value in metrics.items():
         if isinstance(value, dict):
-            parts.extend(f"{key}.{k}={v}" for k, v in value.items())
+            parts.extend(_flat_metrics(value, f"{prefix}{key}."))
         else:
-            parts.append(f"{key}={value}")
-    return ", ".join(parts) or "-"
+            parts.append(f"{prefix}{key}={value}")
+    return parts
+
+
+def _metrics_text(metrics: dict[str, object]) -> str:
+    return ", ".join(_flat_metrics(metrics)) or "-"
 
 
 def render(cards: list[ProcessorCard]) -> object:

@@ -141,6 +141,7 @@ def _render(result: dict[str, Any]) -> object:
         ("train sample, best model", result["train_sample"]),
         ("val, best epoch", result["metrics"]["val"]),
         ("test, best model", result["metrics"]["test"]),
+        *((f"test, {name}", by_split["test"]) for name, by_split in result["baselines"].items()),
     ]
     names = list(result["metrics"]["test"])
     table = make_table(
@@ -171,7 +172,7 @@ def train_command(
     """Train a weight-space processor as CONFIG.yaml says and write it as
     <output>/<name>.safetensors + <name>.yaml (the card, with test metrics).
 
-    The config names the task (accuracy, inr-classify), the zoo, the model and the training
+    The config names the task (accuracy, inr-classify, adapt), the zoo, the model and the training
     settings; mistakes are reported before any work. The run keeps the model that is best on
     the validation split, evaluates it on the test split at the end, and saves its state every
     epoch: run the same command again after an interruption and it resumes. Under torchrun it

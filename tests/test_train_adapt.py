@@ -1,0 +1,186 @@
+"""``task: adapt`` (zero-shot domain adaptation) through the trainer and ``dws adapt``, and the
+committed training configs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from dwscli.cli.app import app
+from dwscli.data.classifier_train import ClassifierZooConfig, HparamRanges, ImageData, preprocess
+from dwscli.data.corruptions import corrupt
+from dwscli.data.datasets import load_dataset
+from dwscli.data.zoo import Zoo
+from dwscli.data.zoo_make import make_classifier_zoo
+from dwscli.errors import DwsError
+from dwscli.train import TrainConfig, TrainResult, train
+from dwscli.train.adapt import TEST_CORRUPTION_SEED, score_nets
+from dwscli.train.tasks import task_class
+from dwscli.weights.checkpoint import load_checkpoint, save_space
+from dwscli.weights.space import WeightSpace
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(scope="module")
+def da_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 tiny Fashion-MNIST classifiers (4x4 pooled inputs), trained long enough to lose about
+    ten points on low-contrast test images (``test_acc_contrast`` in the manifest)."""
+    out = tmp_path_factory.mktemp("zoos") / "clf-da"
+    config = ClassifierZooConfig(
+        spec="16-8-8-10:relu",
+        pool=7,
+        chunk=48,
+        eval_corruption="contrast",
+        ranges=HparamRanges(
+            lr=(1e-3, 1e-2),
+            weight_decay=(1e-6, 1e-3),
+            init_scale=(0.5, 2.0),
+            steps=(200, 400),
+            subset=(1000, 10000),
+            label_noise=(0.0, 0.1),
+            dropout=(0.0, 0.2),
+        ),
+    )
+    make_classifier_zoo(out, "fashion-mnist", count=48, config=config, shard_size=16)
+    return out
+
+
+def adapt_config(zoo: Path, out: Path) -> dict[str, Any]:
+    return {
+        "name": "tiny-adapt",
+        "task": {"name": "adapt", "images_per_step": 256, "val_images": 2000},
+        "zoo": str(zoo),
+        "output": str(out),
+        "model": {"hidden_channels": 8, "num_layers": 2, "fixed_mixing": "shared"},
+        "train": {
+            "epochs": 15,
+            "batch_size": 4,
+            "lr": 1e-2,
+            "seed": 0,
+            "device": "cpu",
+            "permutation_augmentation": False,
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def adapt_run(da_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    root = tmp_path_factory.mktemp("adapt")
+    return train(TrainConfig.from_dict(adapt_config(da_zoo, root / "out")))
+
+
+def corrupted_test_images(zoo: Zoo) -> ImageData:
+    """The target-domain test images, preprocessed here from the zoo's conventions."""
+    images = load_dataset("fashion-mnist", "test")
+    conventions = zoo.conventions
+    corrupted = corrupt(images.float_images(), "contrast", TEST_CORRUPTION_SEED)
+    inputs = preprocess(corrupted, conventions["pool"], conventions["mean"], conventions["std"])
+    return ImageData(inputs, images.labels)
+
+
+def test_adapt_training_raises_target_domain_accuracy(adapt_run: TrainResult, da_zoo: Path) -> None:
+    test = adapt_run.metrics["test"]
+    assert set(test) == {"adapted_acc", "unadapted_acc", "gain_points", "improved_fraction", "loss"}
+    # the unadapted nets on all 10k corrupted test images: exactly the zoo's own measurement
+    zoo = Zoo.open(da_zoo)
+    recorded = [r["metrics"]["test_acc_contrast"] for r in zoo.records("test")]
+    assert math.isclose(test["unadapted_acc"], sum(recorded) / len(recorded), abs_tol=1e-6)
+    # contrast is an invertible linear map of the pixels, so the ideal adaptation is linear in
+    # the first layer's weights; these settings recover 6-9 of the ~8-10 points lost
+    assert test["adapted_acc"] > test["unadapted_acc"] + 0.03, test
+    assert math.isclose(
+        test["gain_points"], 100 * (test["adapted_acc"] - test["unadapted_acc"]), abs_tol=1e-6
+    )
+    assert test["improved_fraction"] >= 0.8
+    # training lowered the target-domain loss of the training nets on held-out images
+    assert adapt_run.train_sample["loss"] < adapt_run.initial["train_sample"]["loss"]
+    assert adapt_run.baselines == {}
+
+    card = yaml.safe_load(adapt_run.processor.read_text())
+    assert card["task"] == "adapt" and card["target_domain"] == "contrast"
+    assert card["model"]["kind"] == "equivariant" and card["model"]["config"]["residual"]
+    assert card["input"]["preprocessing"]["pool"] == 7
+    assert card["input"]["preprocessing"]["image_size"] == [4, 4]
+    assert card["output"]["images"]["test"]["count"] == 10000
+    assert card["output"]["images"]["val"]["count"] == 2000
+    assert card["training"]["selected_on"] == "val adapted_acc"
+    assert card["metrics"]["test"]["adapted_acc"] == pytest.approx(test["adapted_acc"], rel=1e-5)
+
+
+def test_dws_adapt_gives_the_trainers_adapted_nets(
+    adapt_run: TrainResult, da_zoo: Path, tmp_path: Path
+) -> None:
+    """Export the test nets, adapt them with the trained processor through the CLI, and score
+    the outputs here: the same accuracies the trainer measured (so the same adapted weights)."""
+    zoo = Zoo.open(da_zoo)
+    batch = zoo.load("test")
+    nets = tmp_path / "nets"
+    nets.mkdir()
+    for k, net in enumerate(batch.ids):
+        save_space(nets / f"{k:02d}-{net}.safetensors", batch.space[k : k + 1])
+    out = tmp_path / "adapted"
+    args = ["adapt", str(nets), "-p", str(adapt_run.processor), "--out-dir", str(out)]
+    result = CliRunner().invoke(app, [*args, "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == len(batch.ids)
+    rows.sort(key=lambda row: row["input"])  # the files' names keep the split's order
+    adapted = [load_checkpoint(Path(row["output"])) for row in rows]
+    assert all(c.metadata["dws.target_domain"] == "contrast" for c in adapted)
+    space = WeightSpace.stack([c.space for c in adapted]).to(torch.float32)
+    assert not torch.allclose(space.flatten(), batch.space.flatten())
+    accuracy, _ = score_nets(space, corrupted_test_images(zoo))
+    assert math.isclose(
+        float(accuracy.double().mean()), adapt_run.metrics["test"]["adapted_acc"], abs_tol=1e-6
+    )
+
+
+def test_adapt_task_refuses_what_it_cannot_do(da_zoo: Path, tmp_path: Path) -> None:
+    zoo = Zoo.open(da_zoo)
+    adapt = task_class("adapt")
+    with pytest.raises(DwsError, match="unknown corruption 'fog'"):
+        adapt(adapt.Options(corruption="fog"), zoo)
+    with pytest.raises(DwsError, match="images_per_step: must be at least 1"):
+        adapt(adapt.Options(images_per_step=0), zoo)
+    assert adapt(adapt.Options(), zoo).corruption == "contrast"  # the zoo's eval_corruption
+
+
+# ------------------------------------------------------------------------------------------------
+# the committed configs
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "zoo"),
+    [
+        ("fmnist-accuracy", "accuracy", "zoos/fmnist-clf"),
+        ("fmnist-adapt-contrast", "adapt", "zoos/fmnist-clf-da"),
+    ],
+)
+def test_committed_configs_validate(da_zoo: Path, name: str, task: str, zoo: str) -> None:
+    """The configs as committed, with ``zoo`` pointed at the tiny fixture zoo (the real zoos are
+    made by documented commands, not in tests): the schema accepts every key and value, and the
+    task accepts its options for a classifier zoo."""
+    path = CONFIGS / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text())
+    assert data["name"] == name and data["zoo"] == zoo
+    assert data["output"] == "dwscli/processors"
+    config = TrainConfig.from_dict({**data, "zoo": str(da_zoo)}, source=str(path))
+    assert config.task.name == task
+    task_class(task)(config.task.options, Zoo.open(da_zoo))  # options fit a classifier zoo
+    options = config.model.options
+    assert (options.hidden_channels, options.num_layers, options.fixed_mixing) == (16, 3, "shared")
+    if task == "accuracy":
+        assert config.task.options.baselines == ["statnn"]
+        assert options.pooling == "mean+max" and options.head_hidden == [64] and not options.norm
+        assert config.train.epochs == 25 and config.train.batch_size == 64
+        assert not config.train.permutation_augmentation and config.train.patience == 8
+    else:
+        assert config.task.options.corruption == "contrast" and options.residual
