@@ -457,18 +457,28 @@ def test_permute_wants_one_checkpoint(tmp_path: Path) -> None:
 # processors and check-equivariance
 
 
-def test_processors_json_is_an_empty_list() -> None:
+def test_processors_json_is_an_empty_list_when_none_ship(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dwscli.processors.registry as registry
+
+    monkeypatch.setattr(registry, "PROCESSORS_DIR", tmp_path)
     result = dws("processors", "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout) == []
     assert "no processors shipped yet" in result.stderr
-
-
-def test_processors_empty_table_says_so() -> None:
     result = dws("processors")
     assert result.exit_code == 0
     assert result.stdout == ""
-    assert "no processors shipped yet" in result.stderr
+
+
+def test_shipped_processors_are_listed_with_their_test_metrics() -> None:
+    listed = json.loads(dws("processors", "--json").stdout)
+    names = {card["name"] for card in listed}
+    assert "fmnist-accuracy" in names
+    card = next(c for c in listed if c["name"] == "fmnist-accuracy")
+    assert card["metrics"]["test"]["kendall_tau"] > 0.5
+    assert "statnn" in card["metrics"]["baselines"]
 
 
 def test_processor_cards_and_fit(tmp_path: Path) -> None:
@@ -498,13 +508,14 @@ def test_processors_command_lists_cards(tmp_path: Path, monkeypatch: pytest.Monk
     import dwscli.processors.registry as registry
 
     (tmp_path / "inr-cls.yaml").write_text(
-        "task: inr-classification\ninput_spec: '2-16-16-1:sine;w0=30'\nmetrics: {accuracy: 0.9}\n"
+        "task: inr-classification\ninput_spec: '2-16-16-1:sine;w0=30'\n"
+        "metrics: {test: {accuracy: 0.9}}\n"
     )
     monkeypatch.setattr(registry, "PROCESSORS_DIR", tmp_path)
     listed = json.loads(dws("processors", "--json").stdout)
     assert [(card["name"], card["task"]) for card in listed] == [("inr-cls", "inr-classification")]
     table = dws("processors")
-    assert "inr-classification" in table.stdout and "accuracy=0.9" in table.stdout
+    assert "inr-classification" in table.stdout and "accuracy 0.9" in table.stdout
     inspected = json.loads(dws("inspect", "example:tiny-siren", "--json").stdout)[0]
     assert inspected["processors"] == ["inr-cls"]
 

@@ -16,19 +16,25 @@ if TYPE_CHECKING:
 EPILOG = "Examples:\n\n  dws processors\n\n  dws processors --json | jq '.[].name'"
 
 
-def _flat_metrics(metrics: dict[str, object], prefix: str = "") -> list[str]:
-    """``key=value`` items, nested sections joined with dots (``baselines.statnn.test.r2=…``)."""
-    parts = []
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            parts.extend(_flat_metrics(value, f"{prefix}{key}."))
-        else:
-            parts.append(f"{prefix}{key}={value}")
-    return parts
+def _format(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _metrics_text(metrics: dict[str, object]) -> str:
-    return ", ".join(_flat_metrics(metrics)) or "-"
+    """The test metrics (the split the card reports as the result), then the baselines' test
+    metrics; ``--json`` has everything, the validation split included."""
+    test = metrics.get("test")
+    if not isinstance(test, dict):
+        return "-"
+    parts = [f"{k} {_format(v)}" for k, v in test.items() if k != "loss"]
+    baselines = metrics.get("baselines")
+    if isinstance(baselines, dict):
+        for name, splits in baselines.items():
+            scores = splits.get("test", {}) if isinstance(splits, dict) else {}
+            shown = ", ".join(f"{k} {_format(v)}" for k, v in scores.items() if k != "loss")
+            if shown:
+                parts.append(f"[{name}: {shown}]")
+    return ", ".join(parts)
 
 
 def render(cards: list[ProcessorCard]) -> object:
@@ -36,7 +42,7 @@ def render(cards: list[ProcessorCard]) -> object:
         (card.name, card.task, card.input_spec, _metrics_text(card.metrics), card.version)
         for card in cards
     ]
-    return make_table(("name", "task", "input spec", "metrics", "version"), rows)
+    return make_table(("name", "task", "input spec", "test metrics", "version"), rows)
 
 
 def processors_command(json_output: JsonOption = False) -> None:
