@@ -6,24 +6,32 @@ spec and preprocessing, training provenance and measured metrics (DESIGN.md §4)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from dwscli.errors import DwsError
+
+if TYPE_CHECKING:  # imported for types only: this module stays light for `dws processors`
+    from torch import nn
+
+    from dwscli.weights.spec import MLPSpec
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 @dataclass
 class Processor:
+    """A loaded processor: its card, its model (in eval mode) and the input spec it takes."""
+
     name: str
     card: dict
-    model: object  # torch.nn.Module; typed loosely to keep this module import-light
+    model: nn.Module
     path: Path
-    kind: str = "invariant"
-    spec: object = field(default=None)
+    kind: str
+    spec: MLPSpec
 
 
 def resolve_processor_path(name_or_path: str) -> Path:

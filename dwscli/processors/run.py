@@ -19,7 +19,6 @@ from dwscli.errors import DwsError
 from dwscli.processors.loading import Processor, load_processor
 from dwscli.weights.checkpoint import Checkpoint, load_checkpoint
 from dwscli.weights.space import WeightSpace
-from dwscli.weights.spec import MLPSpec
 
 ErrorHandler = Callable[[Path, DwsError], None]
 
@@ -49,7 +48,7 @@ def open_processor(name_or_path: str | None, task: str, device: torch.device) ->
 
 def check_fits(checkpoint: Checkpoint, processor: Processor) -> None:
     """Refuse a network the processor was not made for, saying what it expects."""
-    expected: MLPSpec = processor.spec  # type: ignore[assignment]
+    expected = processor.spec
     spec = checkpoint.spec
     if not expected.fixed_dims_match(spec) or spec.activation != expected.activation:
         widths = [str(expected.input_dim), *["*"] * len(expected.hidden_widths)]
@@ -122,7 +121,7 @@ def predict_accuracy(
     model = model_processor.model
     with torch.no_grad():
         for chunk in batches(loaded, batch_size):
-            predictions = model(stack(chunk, target))[:, 0].clamp(0.0, 1.0).cpu()  # type: ignore[operator]
+            predictions = model(stack(chunk, target))[:, 0].clamp(0.0, 1.0).cpu()
             for item, value in zip(chunk, predictions.tolist()):
                 rows[item.index] = {
                     "path": str(item.checkpoint.path),
@@ -182,7 +181,7 @@ def adapt(
     }
     with torch.no_grad():
         for chunk in batches(loaded, batch_size):
-            adapted = model(stack(chunk, target)).to("cpu")  # type: ignore[operator]
+            adapted = model(stack(chunk, target)).to("cpu")
             for row, item in enumerate(chunk):
                 checkpoint = item.checkpoint
                 try:
