@@ -12,6 +12,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from typing import TYPE_CHECKING
+
+from dwscli.errors import DwsError
+
+if TYPE_CHECKING:
+    import torch
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -39,3 +45,19 @@ def tune_allocator() -> bool:
     ok = bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)) and ok
     _done = ok
     return ok
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``--device``: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
+    import torch
+
+    if name not in ("auto", "cpu", "cuda"):
+        raise DwsError(f"unknown device {name!r}", hint="choose auto, cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DwsError(
+            "device cuda was asked for, but CUDA is not available here",
+            hint="use --device cpu or auto",
+        )
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")

@@ -56,15 +56,18 @@ class FixedShape:
         return cls(spec.depth, spec.input_dim, spec.output_dim)
 
     def check(self, features: WSFeatures) -> None:
-        widths = features.widths
+        self.check_widths(features.widths)
+
+    def check_widths(self, widths: tuple[int, ...], name: str | None = None) -> None:
+        """Refuse nets whose depth or fixed widths differ (hidden widths may)."""
         if (
             len(widths) - 1 != self.depth
             or widths[0] != self.input_dim
             or widths[-1] != self.output_dim
         ):
-            got = "-".join(str(w) for w in widths)
+            got = name or "-".join(str(w) for w in widths)
             raise DwsError(
-                f"network {got} does not fit a processor for {self.describe()}",
+                f"network {got} does not fit this processor, which expects {self.describe()}",
                 hint="depth, input width and output width must match; hidden widths may differ",
             )
 

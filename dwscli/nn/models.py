@@ -119,16 +119,7 @@ class _DWSTrunk(nn.Module):
         )
 
     def check_input(self, space: WeightSpace) -> None:
-        widths = space.spec.widths
-        if (
-            len(widths) - 1 != self.fixed.depth
-            or widths[0] != self.fixed.input_dim
-            or widths[-1] != self.fixed.output_dim
-        ):
-            raise DwsError(
-                f"network {space.spec} does not fit this processor, which expects "
-                f"{self.fixed.describe()}"
-            )
+        self.fixed.check_widths(space.spec.widths, str(space.spec))
 
     def trunk(self, space: WeightSpace) -> WSFeatures:
         self.check_input(space)

@@ -17,6 +17,7 @@ import torch
 
 from dwscli.errors import DwsError
 from dwscli.processors.loading import Processor, load_processor
+from dwscli.runtime import resolve_device
 from dwscli.weights.checkpoint import Checkpoint, load_checkpoint
 from dwscli.weights.space import WeightSpace
 
@@ -24,17 +25,6 @@ ErrorHandler = Callable[[Path, DwsError], None]
 
 #: The processor each task uses when none is named.
 DEFAULT_PROCESSORS = {"accuracy": "fmnist-accuracy", "adapt": "fmnist-adapt-contrast"}
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DwsError("--device cuda: no CUDA device is available", hint="use --device cpu")
-    if name not in ("cpu", "cuda"):
-        raise DwsError(f"unknown device {name!r}", hint="choose auto, cpu or cuda")
-    return torch.device(name)
 
 
 def open_processor(name_or_path: str | None, task: str, device: torch.device) -> Processor:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from dwscli import runtime
 from dwscli.errors import DwsError
 
 
@@ -46,10 +47,8 @@ def env_from_torchrun() -> DistEnv:
 
 
 def resolve_device(preference: str, env: DistEnv) -> torch.device:
-    """``auto``: CUDA when available, else CPU. Under torchrun each rank takes its local GPU."""
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise DwsError("device cuda was asked for, but CUDA is not available here")
-    if preference == "cpu" or not torch.cuda.is_available():
+    """:func:`dwscli.runtime.resolve_device`; under torchrun each rank takes its local GPU."""
+    if runtime.resolve_device(preference).type == "cpu":
         return torch.device("cpu")
     index = env.local_rank % torch.cuda.device_count() if env.enabled else 0
     torch.cuda.set_device(index)
