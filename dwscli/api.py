@@ -276,3 +276,80 @@ def render_inrs(
     written = save_png(picture, output, scale=scale, force=force)
     height, width = images[0].shape
     return {"output": str(written), "inrs": len(images), "image_size": [height, width]}
+
+
+# ------------------------------------------------------------------------------------------
+# INR processors: classify, edit, embed (see dwscli.processors.inr for every option)
+
+
+def _expanded(paths: PathLike | list[PathLike]) -> list[Path]:
+    from dwscli.paths import expand_paths
+
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    return expand_paths(items)
+
+
+def classify(
+    paths: PathLike | list[PathLike], *, processor: str | None = None, **options: Any
+) -> list[dict[str, Any]]:
+    """The class each INR draws: rows ``{"path", "class", "probability", "top_k", …}``.
+
+    ``paths`` are files, directories, globs or ``example:NAME`` items, as on the command line.
+
+        >>> rows = api.classify("inrs/", top_k=3)  # doctest: +SKIP
+    """
+    from dwscli.processors.inr import classify as run
+
+    return run(_expanded(paths), processor=processor, **options)
+
+
+def edit(
+    paths: PathLike | list[PathLike],
+    *,
+    op: str | None = None,
+    output: PathLike | None = None,
+    out_dir: PathLike | None = None,
+    preview: PathLike | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Edit INRs in weight space (``op="dilate"``) and write them: rows ``{"input", "output"}``.
+
+    >>> api.edit("example:mnist-inr", op="dilate", output="d.safetensors")  # doctest: +SKIP
+    """
+    from dwscli.processors.inr import edit as run
+
+    return run(
+        _expanded(paths),
+        op=op,
+        output=None if output is None else Path(output),
+        out_dir=None if out_dir is None else Path(out_dir),
+        preview=None if preview is None else Path(preview),
+        **options,
+    )
+
+
+def embed(
+    paths: PathLike | list[PathLike],
+    output: PathLike,
+    *,
+    plot: PathLike | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Embed networks and write the rows to ``output`` (.npy, .csv, .jsonl, .safetensors).
+
+    For the vectors themselves, without writing a file, use
+    :func:`dwscli.processors.inr.compute_embeddings`.
+
+        >>> api.embed("sines/", "emb.csv", plot="tsne.png", color_by="a")  # doctest: +SKIP
+    """
+    from dwscli.processors.inr import embed as run
+
+    return run(
+        _expanded(paths),
+        output=Path(output),
+        plot=None if plot is None else Path(plot),
+        **options,
+    )
+
+
+__all__ += ["classify", "edit", "embed"]

@@ -557,3 +557,20 @@ def test_check_equivariance_of_the_library() -> None:
     assert rows and all(row["passed"] for row in rows)
     assert {row["kind"] for row in rows} <= {"equivariant", "invariant"}
     assert all(row["max_error"] <= 1e-10 for row in rows)
+
+
+def test_progress_rate_counts_only_this_runs_work(capsys: pytest.CaptureFixture[str]) -> None:
+    """A resumed zoo run skips finished shards: they move the bar but not the rate (regression:
+    the rate and ETA counted them as if made in the first second)."""
+    import re
+    import time
+
+    from dwscli.cli.output import progress_bar
+
+    with progress_bar(100, "nets") as advance:
+        advance.skip(90)
+        time.sleep(0.2)
+        advance(10)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    rate = float(re.search(r"([\d.]+) nets/s", line).group(1))
+    assert "100/100" in line and 10 < rate <= 10 / 0.2 + 1e-6

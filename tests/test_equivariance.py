@@ -78,6 +78,51 @@ def test_models_are_invariant_and_equivariant(text: str, mode: str) -> None:
     assert equivariance_error(equivariant, spec, as_space=True) <= TOL
 
 
+@pytest.mark.parametrize("text", ["3-4-9-6-2", "2-7-5-1:sine", "4-6-2"])
+def test_functional_probes_keep_the_model_invariant(text: str) -> None:
+    """Probe features depend on the function only: invariant, and they change the output."""
+    spec = MLPSpec.parse(text)
+    config = DWSNetConfig(hidden_channels=4, num_layers=2, probes=5, probe_features=8)
+    model = InvariantDWSNet(spec, config).eval()
+    assert equivariance_error(model, spec, invariant=True, as_space=True) <= TOL
+    space = WeightSpace.random(spec, 3, dtype=torch.float64)
+    model = model.double()
+    before = model(space)
+    with torch.no_grad():
+        model.probes.inputs.add_(1.0)
+    assert not torch.allclose(before, model(space))
+
+
+def test_labelled_probes_see_how_often_a_net_is_right() -> None:
+    """With labels, the head gets the fraction of probes a net classifies right, exactly."""
+    spec = MLPSpec.parse("3-5-4")
+    config = DWSNetConfig(hidden_channels=2, num_layers=1, probes=6, probe_labels=True)
+    model = InvariantDWSNet(spec, config).double().eval()
+    inputs = torch.randn(6, 3, dtype=torch.float64)
+    space = WeightSpace.random(spec, 4, dtype=torch.float64)
+    from dwscli.weights.functional import mlp_forward
+
+    labels = torch.randint(0, 4, (6,))
+    model.probes.init_from(inputs, labels)
+    features = model.probes(space)
+    predicted = mlp_forward(space, inputs).argmax(dim=2)
+    assert torch.allclose(features[:, -1], (predicted == labels).double().mean(dim=1))
+    assert equivariance_error(model, spec, invariant=True, as_space=True) <= TOL
+    assert not model.probes.inputs.requires_grad  # a label keeps describing its input
+    with pytest.raises(DwsError, match="need the labels"):
+        model.probes.init_from(inputs)
+
+
+def test_probes_start_from_the_inputs_they_are_given() -> None:
+    spec = MLPSpec.parse("3-4-2")
+    model = InvariantDWSNet(spec, DWSNetConfig(hidden_channels=2, num_layers=1, probes=4))
+    inputs = torch.randn(6, 3)
+    model.probes.init_from(inputs)
+    assert torch.equal(model.probes.inputs.detach(), inputs[:4])
+    with pytest.raises(DwsError, match="at least 4 inputs of dimension 3"):
+        model.probes.init_from(torch.randn(2, 3))
+
+
 def test_non_equivariant_module_is_caught() -> None:
     """The check itself can fail: a dense map over hidden indices is not equivariant."""
     spec = MLPSpec.parse("2-5-6-1")

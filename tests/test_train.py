@@ -113,7 +113,10 @@ def _one_line_error(result: Any, *fragments: str) -> None:
         ({"train": {"schedule": "linear"}}, ["train.schedule: expected one of cosine, constant"]),
         ({"model": {"hidden_channels": 2.5}}, ["model.hidden_channels: expected an integer"]),
         ({"model": {"out_features": 3}}, ["model.out_features: set by the task"]),
-        ({"task": "predict"}, ["unknown task 'predict'", "accuracy, adapt, inr-classify"]),
+        (
+            {"task": "predict"},
+            ["unknown task 'predict'", "accuracy, adapt, embed, inr-classify, inr-edit"],
+        ),
         ({"task": {"name": "accuracy", "loss": "huber"}}, ["task.loss: expected one of mse, l1"]),
         ({"zoo": "/nonexistent/zoo"}, ["zoo: /nonexistent/zoo does not exist"]),
         ({"zoo": None}, ["zoo: missing required key"]),
@@ -352,3 +355,55 @@ def test_ddp_with_two_processes_matches_one(inr_zoo: Path, tmp_path: Path) -> No
     for key, tensor in weights_of(single).items():
         assert torch.allclose(distributed[key], tensor, atol=1e-5, rtol=1e-4), key
     assert run.stderr.count("epoch 2/2") == 1  # only rank 0 reports
+
+
+# ------------------------------------------------------------------------------------------------
+# functional probes (model.probes): started from the zoo's inputs, stored in the processor
+
+
+def test_labelled_probes_start_from_training_images(clf_zoo: Path, tmp_path: Path) -> None:
+    from dwscli.data.classifier_train import preprocess
+    from dwscli.data.datasets import load_dataset
+    from dwscli.train.probes import probe_inputs
+
+    zoo = Zoo.open(clf_zoo)
+    inputs, labels = probe_inputs(zoo, 12, seed=0)
+    images = load_dataset("fashion-mnist", "train")
+    c = zoo.conventions
+    pixels = preprocess(images.float_images(), int(c["pool"]), c["mean"], c["std"])
+    # every probe is one training image, preprocessed as the zoo's nets expect, with its label
+    for x, y in zip(inputs, labels):
+        match = (pixels - x).abs().amax(dim=1).argmin()
+        assert torch.allclose(pixels[match], x) and int(images.labels[match]) == int(y)
+
+    model = {**TINY_MODEL, "fixed_mixing": "shared", "probes": 12, "probe_labels": True}
+    settings = accuracy_config(clf_zoo, tmp_path / "out", epochs=2)
+    result = train(write_config(tmp_path / "p.yaml", **{**settings, "model": model}))
+    stored = weights_of(result)
+    assert torch.equal(stored["probes.inputs"], inputs)  # labelled probes stay put
+    assert torch.equal(stored["probes.labels"], labels)
+    card = yaml.safe_load(result.processor.read_text())
+    assert card["model"]["config"]["probes"] == 12 and card["model"]["config"]["probe_labels"]
+    processor = load_processor(str(result.processor), device="cpu")
+    assert torch.equal(processor.model.probes.inputs.detach(), inputs)
+
+
+def test_inr_probes_are_coordinates_and_labels_need_a_classifier_zoo(
+    inr_zoo: Path, tmp_path: Path
+) -> None:
+    from dwscli.train.probes import probe_inputs
+
+    inputs, labels = probe_inputs(Zoo.open(inr_zoo), 50, seed=0)
+    assert labels is None and inputs.shape == (50, 2)
+    assert inputs.min() >= -1.0 and inputs.max() <= 1.0 and inputs.std() > 0.4
+    config = write_config(
+        tmp_path / "inr.yaml",
+        name="tiny-inr-probes",
+        task="inr-classify",
+        zoo=str(inr_zoo),
+        output=str(tmp_path / "out"),
+        model={**TINY_MODEL, "probes": 8, "probe_labels": True},
+        train={"epochs": 1, "batch_size": 8, "device": "cpu"},
+    )
+    with pytest.raises(DwsError, match="labelled probes need classifier nets"):
+        train(config)

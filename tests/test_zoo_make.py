@@ -240,3 +240,19 @@ def test_zoo_commands_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixture[st
     with pytest.raises(SystemExit) as done:
         main(["zoo", "info", str(zoo_dir)])
     assert done.value.code == 1
+
+
+def test_dataset_statistics_do_not_depend_on_the_thread_count() -> None:
+    """A zoo resumed with other --threads must record the same conventions (regression)."""
+    from dwscli.data.zoo_make import dataset_statistics
+
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = dataset_statistics("fashion-mnist")
+        torch.set_num_threads(2)
+        two = dataset_statistics("fashion-mnist")
+    finally:
+        torch.set_num_threads(previous)
+    assert one == two
+    assert 0.28 < one[0] < 0.29 and 0.35 < one[1] < 0.36

@@ -16,7 +16,9 @@ from typer.core import TyperGroup
 from dwscli import __version__
 from dwscli.cli.commands import (
     classifiers,
+    compare,
     equivariance,
+    inrs,
     inspect,
     permute,
     processors,
@@ -100,7 +102,18 @@ def root(
     state.debug = debug
 
 
-for _module in (inspect, permute, equivariance, processors, classifiers, zoo, render, train):
+for _module in (
+    inspect,
+    permute,
+    equivariance,
+    processors,
+    classifiers,
+    inrs,
+    zoo,
+    render,
+    train,
+    compare,
+):
     _module.register(app)
 
 

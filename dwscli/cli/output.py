@@ -140,14 +140,26 @@ class Output:
             yield
 
 
-__all__ = ["Output", "key_value_table", "make_table", "stderr_console", "stdout_console", "to_json"]
+class Advance:
+    """What :func:`progress_bar` yields: ``advance(n)`` counts n units done now;
+    ``advance.skip(n)`` counts n units found already done (a resumed run), which move the bar
+    but not the rate, so the rate and ETA stay those of the work this run does."""
+
+    def __init__(self, report: Callable[[int, int], None]) -> None:
+        self._report = report
+
+    def __call__(self, n: int) -> None:
+        self._report(n, 0)
+
+    def skip(self, n: int) -> None:
+        self._report(n, n)
 
 
 @contextmanager
 def progress_bar(
     total: int, description: str, *, unit: str = "nets", enabled: bool = True
-) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr (done/total, rate, ETA); yields ``advance(n)``.
+) -> Iterator[Advance]:
+    """A progress bar on stderr (done/total, rate, ETA); yields an :class:`Advance`.
 
     When stderr is not a terminal (a batch job writing a log), a plain line is printed at most
     every 30 seconds instead, so logs show progress without control characters.
@@ -155,19 +167,27 @@ def progress_bar(
     import time
 
     if not enabled:
-        yield lambda n: None
+        yield Advance(lambda n, skipped: None)
         return
     console = stderr_console()
-    if not console.is_terminal:
-        start = last = time.monotonic()
-        done = 0
+    start = time.monotonic()
+    done = skipped = 0
 
-        def advance_plain(n: int) -> None:
-            nonlocal done, last
-            done += n
+    def count(n: int, skipped_now: int) -> float:
+        """Add to the counts; the rate of this run's own work."""
+        nonlocal done, skipped
+        done += n
+        skipped += skipped_now
+        return (done - skipped) / max(time.monotonic() - start, 1e-9)
+
+    if not console.is_terminal:
+        last = start
+
+        def advance_plain(n: int, skipped_now: int) -> None:
+            nonlocal last
+            rate = count(n, skipped_now)
             now = time.monotonic()
             if now - last >= 30 or done >= total:
-                rate = done / max(now - start, 1e-9)
                 eta = (total - done) / rate if rate > 0 else float("inf")
                 console.print(
                     f"{description}: {done}/{total} {unit}, {rate:.1f} {unit}/s, ETA {eta:.0f} s",
@@ -175,7 +195,7 @@ def progress_bar(
                 )
                 last = now
 
-        yield advance_plain
+        yield Advance(advance_plain)
         return
 
     from rich.progress import (
@@ -184,7 +204,6 @@ def progress_bar(
         Progress,
         TextColumn,
         TimeElapsedColumn,
-        TimeRemainingColumn,
     )
 
     columns = (
@@ -194,18 +213,26 @@ def progress_bar(
         TextColumn(f"{unit}"),
         TextColumn("[progress.data.speed]{task.fields[rate]}"),
         TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+        TextColumn("ETA {task.fields[eta]}"),
     )
     with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(description, total=total, rate="")
-        start = time.monotonic()
-        done = 0
+        task = bar.add_task(description, total=total, rate="", eta="-")
 
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            rate = done / max(time.monotonic() - start, 1e-9)
-            bar.update(task, advance=n, rate=f"{rate:.1f} {unit}/s")
+        def advance(n: int, skipped_now: int) -> None:
+            rate = count(n, skipped_now)
+            eta = f"{(total - done) / rate:.0f} s" if rate > 0 else "-"
+            bar.update(task, advance=n, rate=f"{rate:.1f} {unit}/s", eta=eta)
 
-        yield advance
+        yield Advance(advance)
+
+
+__all__ = [
+    "Advance",
+    "Output",
+    "key_value_table",
+    "make_table",
+    "progress_bar",
+    "stderr_console",
+    "stdout_console",
+    "to_json",
+]

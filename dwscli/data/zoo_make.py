@@ -48,13 +48,14 @@ def _pending_shards(
     writer: ZooWriter, part: str | None, progress: Progress | None
 ) -> Iterator[tuple[int, range]]:
     """The shards of this run (all, or part ``i/n``) still to make; finished ones (from an
-    interrupted earlier run) are skipped and counted as progress."""
+    interrupted earlier run) are skipped and counted as progress (through ``progress.skip``
+    when the callback has one, so a progress bar's rate counts only this run's work)."""
     done = writer.completed_shards()
     for shard, nets in select_part(writer.plan, part).items():
         if shard not in done:
             yield shard, nets
         elif progress:
-            progress(len(nets))
+            getattr(progress, "skip", progress)(len(nets))
 
 
 def _finish_zoo(writer: ZooWriter, part: str | None) -> Zoo | None:
@@ -267,11 +268,16 @@ def make_sine_zoo(
 
 
 def dataset_statistics(name: str) -> tuple[float, float]:
-    """Mean and std of the training pixels in [0, 1] (the standardisation of the inputs)."""
+    """Mean and std of the training pixels in [0, 1] (the standardisation of the inputs).
+
+    Summed in float64 and rounded to 8 decimals so the numbers do not depend on the thread
+    count (a float32 reduction's order does): a zoo resumed with other ``--threads`` must
+    record the very same conventions, or the resume is refused as a different zoo.
+    """
     from dwscli.data.datasets import load_dataset
 
-    pixels = load_dataset(name, "train").float_images()
-    return float(pixels.mean()), float(pixels.std())
+    pixels = load_dataset(name, "train").float_images().double()
+    return round(float(pixels.mean()), 8), round(float(pixels.std()), 8)
 
 
 def make_classifier_zoo(

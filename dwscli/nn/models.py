@@ -41,6 +41,12 @@ class DWSNetConfig:
     out_features: int = 1
     pooling: str = "mean"
     head_hidden: list[int] = field(default_factory=lambda: [128])
+    # functional probes (invariant models): run each input net on this many learned inputs and
+    # feed its outputs to the head beside the pooled DWS features (0: weights only)
+    probes: int = 0
+    probe_features: int = 64
+    # probes carry their labels (see FunctionalProbes); None: when the nets are classifiers
+    probe_labels: bool | None = False
     # equivariant models
     residual: bool = True
     output_init_scale: float = 1e-2
@@ -55,6 +61,15 @@ class DWSNetConfig:
         if unknown:
             raise DwsError(f"unknown model option(s): {', '.join(sorted(unknown))}")
         return cls(**data)
+
+
+@dataclass
+class DWSProbesConfig(DWSNetConfig):
+    """:class:`DWSNetConfig` whose defaults add 512 functional probes (``arch: dws-probes``),
+    labelled when the input nets are classifiers (more than one output)."""
+
+    probes: int = 512
+    probe_labels: bool | None = None
 
 
 class WeightNormalizer(nn.Module):
@@ -129,6 +144,71 @@ class _DWSTrunk(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+class FunctionalProbes(nn.Module):
+    """Features of what each input net *computes*: its outputs on ``probes`` stored inputs.
+
+    A net's function does not change when its hidden neurons are permuted, so these features
+    are exactly invariant, whatever the probes are. They complement the DWS trunk where the
+    weights say little on their own (accuracy prediction: two nets with alike weight statistics
+    can generalise very differently; their answers on a few hundred inputs tell them apart).
+
+    The probes are part of the processor (no data is needed to run it). The trainer starts them
+    from real training inputs (:meth:`init_from`). With ``probe_labels`` the probes also carry
+    their labels, and the features include, per probe, the probability the net gives the right
+    class and whether its top class is right, and their means (an accuracy estimate on the
+    probes, handed straight to the head); labelled probes stay fixed, so a label keeps
+    describing its input. Without labels the inputs are learned with the rest of the model.
+    """
+
+    def __init__(self, spec: MLPSpec, config: DWSNetConfig) -> None:
+        super().__init__()
+        count, outputs = config.probes, spec.output_dim
+        labelled = config.probe_labels
+        self.labelled = outputs > 1 if labelled is None else labelled
+        self.inputs = nn.Parameter(torch.randn(count, spec.input_dim), not self.labelled)
+        self.register_buffer("labels", torch.full((count,), -1, dtype=torch.long))
+        self.softmax = outputs > 1  # class logits: compare them as probabilities (bounded)
+        if self.labelled and not self.softmax:
+            raise DwsError("labelled probes need classifier nets (more than one output)")
+        encoded = count * outputs + (2 * count if self.labelled else 0)
+        self.encode = nn.Sequential(
+            nn.Linear(encoded, config.probe_features), activation_module(config.activation)
+        )
+        self.out_features = config.probe_features + (2 if self.labelled else 0)
+
+    @torch.no_grad()
+    def init_from(self, inputs: Tensor, labels: Tensor | None = None) -> None:
+        """Start the probes from real (preprocessed) inputs ``[n, input_dim]``, n >= probes."""
+        count = self.inputs.shape[0]
+        if inputs.shape[0] < count or inputs.shape[1] != self.inputs.shape[1]:
+            raise DwsError(
+                f"probe initialisation needs at least {count} inputs of dimension "
+                f"{self.inputs.shape[1]}, got {tuple(inputs.shape)}"
+            )
+        if self.labelled and labels is None:
+            raise DwsError("labelled probes need the labels of their inputs")
+        self.inputs.copy_(inputs[:count].to(self.inputs))
+        if labels is not None:
+            self.labels.copy_(labels[:count].to(self.labels))
+
+    def forward(self, space: WeightSpace) -> Tensor:
+        from dwscli.weights.functional import mlp_forward
+
+        outputs = mlp_forward(space, self.inputs.to(space.dtype))  # [B, probes, out]
+        if self.softmax:
+            outputs = outputs.softmax(dim=-1)
+        features = [outputs.flatten(1)]
+        summary: list[Tensor] = []
+        if self.labelled:
+            labels = self.labels.clamp_min(0).expand(outputs.shape[0], -1)
+            right = outputs.gather(2, labels[..., None])[..., 0]  # [B, probes]
+            top_right = (outputs.argmax(dim=2) == labels).to(outputs.dtype)
+            features += [right, top_right]
+            summary = [right.mean(1, keepdim=True), top_right.mean(1, keepdim=True)]
+        encoded = self.encode(torch.cat(features, dim=1).to(self.inputs.dtype))
+        return torch.cat([encoded, *(s.to(encoded.dtype) for s in summary)], dim=1)
+
+
 class InvariantDWSNet(_DWSTrunk):
     """Weights -> vector, unchanged by any hidden-neuron permutation of the input nets."""
 
@@ -141,7 +221,9 @@ class InvariantDWSNet(_DWSTrunk):
             fixed_mixing=config.fixed_mixing,
             stats=config.pooling,
         )
-        sizes = [self.pool.out_features, *config.head_hidden]
+        self.probes = FunctionalProbes(spec, config) if config.probes > 0 else None
+        probe_width = self.probes.out_features if self.probes is not None else 0
+        sizes = [self.pool.out_features + probe_width, *config.head_hidden]
         head: list[nn.Module] = []
         for a, b in zip(sizes[:-1], sizes[1:]):
             head += [nn.Linear(a, b), activation_module(config.activation)]
@@ -152,7 +234,10 @@ class InvariantDWSNet(_DWSTrunk):
 
     def embed(self, space: WeightSpace) -> Tensor:
         """The pooled invariant features (before the head): usable as an embedding."""
-        return self.pool(self.trunk(space))
+        pooled = self.pool(self.trunk(space))
+        if self.probes is None:
+            return pooled
+        return torch.cat([pooled, self.probes(space)], dim=1)
 
     def forward(self, space: WeightSpace) -> Tensor:
         return self.head(self.embed(space))

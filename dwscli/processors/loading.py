@@ -52,21 +52,30 @@ def resolve_processor_path(name_or_path: str) -> Path:
     )
 
 
-def build_model(card: dict):
-    from dwscli.nn.models import DWSNetConfig, EquivariantDWSNet, InvariantDWSNet
+def build_model(card: dict, source: str | None = None):
+    """``(spec, kind, model)`` of a card: any architecture of the trainer's registry
+    (``model.arch``, ``dws`` when absent), built from its ``model.config``."""
+    from dwscli.train.archs import get_arch
     from dwscli.weights.spec import MLPSpec
 
+    where = f"{source}: " if source else ""
     try:
         spec = MLPSpec.parse(card["input"]["spec"])
-        kind = card["model"]["kind"]
-        config = DWSNetConfig.from_dict(card["model"].get("config", {}))
+        model = card["model"]
+        kind = model["kind"]
+        arch_name = model.get("arch", "dws")
+        config = model.get("config") or {}
     except (KeyError, TypeError) as error:
-        raise DwsError(f"processor card is missing {error}") from error
-    if kind == "invariant":
-        return spec, kind, InvariantDWSNet(spec, config)
-    if kind == "equivariant":
-        return spec, kind, EquivariantDWSNet(spec, config)
-    raise DwsError(f"unknown processor kind {kind!r}", hint="use 'invariant' or 'equivariant'")
+        raise DwsError(f"{where}processor card is missing {error}") from error
+    if kind not in ("invariant", "equivariant"):
+        raise DwsError(
+            f"{where}unknown processor kind {kind!r}", hint="use 'invariant' or 'equivariant'"
+        )
+    if not isinstance(config, dict):
+        raise DwsError(f"{where}model.config must be a mapping")
+    arch = get_arch(str(arch_name), source)
+    options, out_features = arch.options_from_card(config, source)
+    return spec, kind, arch.build(spec, kind, options, out_features)
 
 
 def load_processor(name_or_path: str, *, device: str = "cpu") -> Processor:
@@ -81,7 +90,7 @@ def load_processor(name_or_path: str, *, device: str = "cpu") -> Processor:
         ) from error
     if not isinstance(card, dict):
         raise DwsError(f"{card_path}: processor card must be a mapping")
-    spec, kind, model = build_model(card)
+    spec, kind, model = build_model(card, str(card_path))
     weights_path = card_path.with_suffix(".safetensors")
     if not weights_path.is_file():
         raise DwsError(f"{weights_path}: processor weights not found")

@@ -19,6 +19,7 @@ Example (every key but ``name``, ``task`` and ``zoo`` has a default)::
       schedule: cosine             # or constant; both after warmup_steps of linear warm-up
       patience: 10                 # early stopping, in epochs without a better val score
       permutation_augmentation: true
+      augment: {noise: 0.02, dropout: 0.02}   # INRs also rotate/translate/scale (train.augment)
       seed: 0
 
 Every mistake is a one-line :class:`~dwscli.errors.DwsError` naming the file and the key.
@@ -35,6 +36,7 @@ import yaml
 
 from dwscli.errors import DwsError
 from dwscli.train.archs import get_arch
+from dwscli.train.augment import AugmentSettings
 from dwscli.train.schema import ConfigError, build_section, check_keys
 from dwscli.train.tasks import task_class
 
@@ -62,6 +64,7 @@ class TrainSettings:
     eval_every: int = 1  # epochs between validations
     max_train_nets: int | None = None  # a seeded subset of the training split
     normalizer_nets: int = 1000  # training nets the input normalisation is fitted on
+    augment: AugmentSettings | None = None  # weight-space augmentations (dwscli.train.augment)
 
     def check(self, source: str | None) -> None:
         positive = ("epochs", "batch_size", "eval_every", "normalizer_nets")
@@ -242,6 +245,12 @@ def _model_section(data: Any, source: str | None) -> ModelSettings:
 def _train_section(data: Any, source: str | None) -> TrainSettings:
     settings = build_section(TrainSettings, data, prefix="train.", source=source)
     settings.check(source or "config")
+    if settings.augment is not None:
+        augment = build_section(
+            AugmentSettings, settings.augment, prefix="train.augment.", source=source
+        )
+        augment.check(source)
+        settings = replace(settings, augment=augment)
     return settings
 
 

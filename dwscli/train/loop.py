@@ -3,10 +3,10 @@
 Per run: open the zoo and the task, build the model with the seed, fit its input normalisation on
 a seeded sample of training nets, then for each epoch train on a fresh uniform shuffle (AdamW,
 cosine or constant schedule after linear warm-up, optional gradient clipping, optional random
-hidden-neuron permutations as augmentation), validate every ``eval_every`` epochs, keep the best
-model by the task's validation score, stop early after ``patience`` epochs without a better one,
-and save the resumable state atomically. At the end the best model is evaluated on the test split
-and written as a processor (weights + card).
+hidden-neuron permutations and the weight-space augmentations of ``train.augment``), validate
+every ``eval_every`` epochs, keep the best model by the task's validation score, stop early after
+``patience`` epochs without a better one, and save the resumable state atomically. At the end the
+best model is evaluated on the test split and written as a processor (weights + card).
 
 Distributed: the loss of a step is ``sum of this rank's per-net losses * world / global batch``
 and DDP averages gradients over ranks, so every step applies the gradient of the mean loss over
@@ -29,8 +29,10 @@ from dwscli.errors import DwsError
 from dwscli.train import card as cards
 from dwscli.train import data, distributed
 from dwscli.train.archs import get_arch
+from dwscli.train.augment import augment_batch, check_zoo, input_range
 from dwscli.train.config import TrainConfig, load_config
 from dwscli.train.netstore import ShardMaps, SplitNets
+from dwscli.train.probes import init_probes
 from dwscli.train.report import Reporter, TrainReporter, TrainResult
 from dwscli.train.state import capture_rng, load_state, restore_rng, save_state
 from dwscli.train.tasks import BaselineMetrics, Task, task_class
@@ -66,6 +68,8 @@ class Trainer:
             )
         self.zoo = Zoo.open(config.zoo)
         self.task: Task = task_class(config.task.name)(config.task.options, self.zoo)
+        if s.augment is not None:
+            check_zoo(s.augment, self.zoo.kind, self.zoo.spec.input_dim, str(config.zoo))
         self.arch = get_arch(config.model.arch)
         maps = ShardMaps(self.zoo)
         keys = self.task.target_keys()
@@ -88,6 +92,7 @@ class Trainer:
         )
         fit_batch = self.train_nets.batch(self.sample_positions)
         self.arch.fit_normalizer(self.model, fit_batch.space)
+        init_probes(self.model, self.zoo, s.seed)
         self.model.to(device)
         # Dropout draws from the global RNG: one stream per rank, the same for every run.
         torch.manual_seed(data.derived_seed(s.seed, "dropout", env.rank))
@@ -123,7 +128,20 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------
     def evaluate(self, nets: SplitNets, positions: Tensor | None = None) -> dict[str, float]:
-        """Metrics of the current model on ``nets`` (all, or ``positions``), ranks sharing work."""
+        """Metrics of the current model on ``nets`` (all, or ``positions``), ranks sharing work.
+
+        A task whose metrics need a fit on training nets first (``embed``: the linear probe)
+        gets the current model's values on the training sample (:meth:`Task.fit_eval`).
+        """
+        values = self.collect(nets, positions)
+        if self.task.fits_on_train:
+            sample = self.sample_positions
+            same = nets is self.train_nets and positions is sample
+            self.task.fit_eval(values if same else self.collect(self.train_nets, sample))
+        return self.task.metrics(values)
+
+    def collect(self, nets: SplitNets, positions: Tensor | None = None) -> dict[str, Tensor]:
+        """The task's per-net values of the current model on ``nets``, in ``nets`` order."""
         env = self.env
         chosen = torch.arange(len(nets)) if positions is None else positions
         mine = chosen[env.rank :: env.world_size]
@@ -143,7 +161,7 @@ class Trainer:
             key: torch.cat([g[1][key] for g in gathered if key in g[1]])[order]
             for key in gathered[0][1]
         }
-        return self.task.metrics(merged)
+        return merged
 
     def train_epoch(self, epoch: int) -> float:
         """One epoch; returns the mean per-net training loss over all ranks."""
@@ -156,13 +174,29 @@ class Trainer:
         for step, global_batch in enumerate(batches):
             batch = self.train_nets.batch(data.rank_slice(global_batch, env.rank, env.world_size))
             space = batch.space
-            if s.permutation_augmentation and space.spec.hidden_widths:
+            permute = s.permutation_augmentation or self.arch.force_permutation_augmentation
+            if permute and space.spec.hidden_widths:
                 perm = data.batch_permutation(
                     space.spec.hidden_widths, len(global_batch), s.seed, epoch, step
                 )
                 space = data.augment(space, perm, env.rank, env.world_size)
+            if s.augment is not None and s.augment.active:
+                space = augment_batch(
+                    space,
+                    s.augment,
+                    global_size=len(global_batch),
+                    seed=s.seed,
+                    epoch=epoch,
+                    step=step,
+                    rank=env.rank,
+                    world_size=env.world_size,
+                    input_range=input_range(self.zoo.conventions),
+                )
+            # the task sees the nets as the model does (inr-edit renders its targets from them)
+            batch = batch._replace(space=space)
             self.task.start_step(s.seed, epoch, step)
-            output = self.forward_model(space.to(self.device))
+            model_input = self.task.train_input(space, s.seed, epoch, step, env.rank)
+            output = self.forward_model(model_input.to(self.device))
             per_net = self.task.loss(output, batch)
             loss = per_net.sum() * (env.world_size / len(global_batch))
             self.optimizer.zero_grad(set_to_none=True)

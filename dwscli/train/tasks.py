@@ -4,13 +4,16 @@ A task says which kind of model it trains (invariant: weights -> vector; equivar
 weights), how many output features, which manifest labels/metrics are its targets, the loss *per
 net* (the trainer reduces it, which is what keeps distributed training exact), the per-net values
 evaluation collects, the metrics computed from them over a whole split, and which metric selects
-the best checkpoint. Adding ``edit`` or ``embed`` means one more subclass registered with
+the best checkpoint. Adding a task means one more subclass registered with
 :func:`register_task`; the trainer does not change. Optional hooks: :meth:`Task.start_step` (data
-a step draws besides the nets, e.g. the images of ``adapt``), :meth:`Task.card_fields` (top-level
-card keys) and :meth:`Task.baselines` (systems fitted on the same split, side by side).
+a step draws besides the nets, e.g. the images of ``adapt``), :meth:`Task.train_input` (what the
+model sees in a step, e.g. two views of each net for ``embed``), :meth:`Task.fit_eval` (a fit on
+training nets that the metrics need, e.g. ``embed``'s linear probe), :meth:`Task.card_fields`
+(top-level card keys) and :meth:`Task.baselines` (systems fitted on the same split, side by side).
 
-Tasks defined in their own modules (``adapt`` in :mod:`dwscli.train.adapt`) are imported at the
-end of this module, so that the registry is complete whenever it is used.
+Tasks defined in their own modules (``adapt``, ``inr-edit``, ``embed``: :mod:`dwscli.train.adapt`,
+:mod:`~dwscli.train.inr_edit`, :mod:`~dwscli.train.embed`) are imported at the end of this
+module, so that the registry is complete whenever it is used.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from dwscli.errors import DwsError
 
 if TYPE_CHECKING:
     from dwscli.train.netstore import SplitNets
+    from dwscli.weights.space import WeightSpace
 
 ModelKind = Literal["invariant", "equivariant"]
 #: ``{system: {split: {metric: value}}}``, e.g. ``{"statnn": {"test": {"kendall_tau": 0.9}}}``
@@ -62,6 +66,8 @@ class Task(ABC):
     Options: ClassVar[type]  # a dataclass of the task's options (the ``task:`` section)
     best_metric: ClassVar[str]
     higher_is_better: ClassVar[bool]
+    #: True when :meth:`metrics` needs :meth:`fit_eval` on training nets first (``embed``)
+    fits_on_train: ClassVar[bool] = False
 
     def __init__(self, options: Any, zoo: Zoo) -> None:
         self.options = options
@@ -116,6 +122,21 @@ class Task(ABC):
         A task whose loss needs more than the nets (``adapt`` draws a batch of images) draws
         it here from ``(seed, epoch, step)``, so ranks agree and a resumed run sees the same.
         """
+
+    def train_input(
+        self, space: WeightSpace, seed: int, epoch: int, step: int, rank: int
+    ) -> WeightSpace:
+        """What the model sees in a training step (default: the augmented nets themselves).
+
+        ``embed`` returns two random views of every net, stacked (``[2b]``), and its
+        :meth:`loss` gets their outputs. Seeded from ``(seed, epoch, step, rank)``.
+        """
+        return space
+
+    def fit_eval(self, train_values: Mapping[str, Tensor]) -> None:  # noqa: B027 (optional)
+        """Called before :meth:`metrics` when :attr:`fits_on_train`, with the current model's
+        :meth:`evaluate` values on the trainer's training sample (``embed`` fits its linear
+        probe on them)."""
 
     def card_fields(self) -> dict[str, Any]:
         """Extra top-level keys of the processor card (``adapt``: ``target_domain``)."""
@@ -293,6 +314,8 @@ class InrClassifyTask(Task):
 # Tasks in their own modules register themselves on import (they import this module's names,
 # which exist by now).
 from dwscli.train import adapt as _adapt  # noqa: E402, F401
+from dwscli.train import embed as _embed  # noqa: E402, F401
+from dwscli.train import inr_edit as _inr_edit  # noqa: E402, F401
 
 __all__ = [
     "TASKS",

@@ -3,61 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from dwscli.cli.batch import (
+    PROGRESS_FROM,
+    BatchOption,
+    DeviceOption,
+    FailFastOption,
+    Failures,
+    PathsArgument,
+    ProcessorOption,
+    expand,
+    finish,
+    write_csv,
+)
 from dwscli.cli.commands import doc_help
 from dwscli.cli.options import ForceOption, JsonOption
 from dwscli.cli.output import Output, make_table, progress_bar
-
-PathsArgument = Annotated[
-    list[str],
-    typer.Argument(
-        metavar="PATH...",
-        help="Checkpoints: files, directories, globs, example:NAME, or - for paths on stdin.",
-        show_default=False,
-    ),
-]
-ProcessorOption = Annotated[
-    str | None,
-    typer.Option("--processor", "-p", help="A shipped processor name or a .yaml card path."),
-]
-DeviceOption = Annotated[
-    str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")
-]
-FailFastOption = Annotated[
-    bool, typer.Option("--fail-fast", help="Stop at the first bad file instead of skipping it.")
-]
-BatchOption = Annotated[
-    int, typer.Option("--batch-size", min=1, help="Checkpoints per forward pass.")
-]
-PROGRESS_FROM = 200  # show a progress bar for at least this many checkpoints
-
-
-class _Failures:
-    """Counts and reports per-file errors as one line each (stderr)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, path: Path, error: Exception) -> None:
-        from dwscli.cli.errors import report
-
-        self.count += 1
-        report(error)
-
-
-def _expand(paths: list[str], failures: _Failures) -> list[Path]:
-    from dwscli.paths import expand_paths
-
-    return expand_paths(paths, on_error=lambda error: failures(Path("-"), error))
-
-
-def _finish(out: Output, failures: _Failures, done: int) -> None:
-    if failures.count:
-        out.message(f"{failures.count} of {failures.count + done} checkpoints failed")
-        raise typer.Exit(1)
 
 
 def predict_accuracy_command(
@@ -77,8 +41,8 @@ def predict_accuracy_command(
     from dwscli.processors.run import predict_accuracy
 
     out = Output(json_mode=json_output)
-    failures = _Failures()
-    files = _expand(paths, failures)
+    failures = Failures()
+    files = expand(paths, failures)
     with progress_bar(
         len(files), "predict-accuracy", unit="nets", enabled=len(files) >= PROGRESS_FROM
     ) as advance:
@@ -92,7 +56,7 @@ def predict_accuracy_command(
             progress=advance,
         )
     if csv_output:
-        _write_csv(rows, ["path", "spec", "predicted_accuracy"])
+        write_csv(rows, ["path", "spec", "predicted_accuracy"])
     else:
         out.emit(
             rows,
@@ -102,16 +66,7 @@ def predict_accuracy_command(
                 no_wrap=("predicted accuracy",),
             ),
         )
-    _finish(out, failures, len(rows))
-
-
-def _write_csv(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    import csv
-    import sys
-
-    writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
+    finish(out, failures, len(rows))
 
 
 def adapt_command(
@@ -141,8 +96,8 @@ def adapt_command(
     if (output is None) == (out_dir is None):
         raise DwsError("pass exactly one of -o OUT and --out-dir DIR", exit_code=2)
     out = Output(json_mode=json_output)
-    failures = _Failures()
-    files = _expand(paths, failures)
+    failures = Failures()
+    files = expand(paths, failures)
     with progress_bar(
         len(files), "adapt", unit="nets", enabled=len(files) >= PROGRESS_FROM
     ) as advance:
@@ -164,7 +119,7 @@ def adapt_command(
     )
     if rows:
         out.success(f"adapted {len(rows)} checkpoint{'s' if len(rows) != 1 else ''}")
-    _finish(out, failures, len(rows))
+    finish(out, failures, len(rows))
 
 
 EXAMPLES = {

@@ -1,0 +1,68 @@
+"""What every many-checkpoint command shares: the PATH... argument and its options, per-file
+error reporting (one line each, skip and go on, exit 1 at the end), and CSV rows on stdout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dwscli.cli.output import Output
+
+PathsArgument = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="PATH...",
+        help="Checkpoints: files, directories, globs, example:NAME, or - for paths on stdin.",
+        show_default=False,
+    ),
+]
+ProcessorOption = Annotated[
+    str | None,
+    typer.Option("--processor", "-p", help="A shipped processor name or a .yaml card path."),
+]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")
+]
+FailFastOption = Annotated[
+    bool, typer.Option("--fail-fast", help="Stop at the first bad file instead of skipping it.")
+]
+BatchOption = Annotated[
+    int, typer.Option("--batch-size", min=1, help="Checkpoints per forward pass.")
+]
+PROGRESS_FROM = 200  # show a progress bar for at least this many checkpoints
+
+
+class Failures:
+    """Counts and reports per-file errors as one line each (stderr)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, path: Path, error: Exception) -> None:
+        from dwscli.cli.errors import report
+
+        self.count += 1
+        report(error)
+
+
+def expand(paths: list[str], failures: Failures) -> list[Path]:
+    from dwscli.paths import expand_paths
+
+    return expand_paths(paths, on_error=lambda error: failures(Path("-"), error))
+
+
+def finish(out: Output, failures: Failures, done: int) -> None:
+    if failures.count:
+        out.message(f"{failures.count} of {failures.count + done} checkpoints failed")
+        raise typer.Exit(1)
+
+
+def write_csv(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    import csv
+    import sys
+
+    writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)

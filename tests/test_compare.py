@@ -1,0 +1,410 @@
+"""``dws compare``: the table, CSV and plot it writes, reusing finished runs, and the errors it
+reports before any training (unknown arch, an arch that cannot do the task, config mistakes)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import re
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from torch import nn
+from typer.testing import CliRunner
+
+from dwscli.cli.app import app
+from dwscli.compare.plan import load_compare_config, plan_runs
+from dwscli.data.zoo_make import InrZooConfig, make_inr_zoo
+from dwscli.train.archs import ARCHS
+
+TINY_DWS = {"hidden_channels": 8, "num_layers": 2, "head_hidden": [16]}
+SEEDS = 2
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def dws(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+def _second_arch() -> str | None:
+    """A registered arch besides dws that builds invariant models, if the registry has one."""
+    for name in ("mlp", "statnn", "nfn-np", *sorted(ARCHS)):
+        if name != "dws" and name in ARCHS and "invariant" in ARCHS[name].kinds:
+            return name
+    return None
+
+
+ARCH_NAMES = ["dws", *filter(None, [_second_arch()])]
+
+
+@pytest.fixture(scope="module")
+def inr_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("zoos") / "inr"
+    config = InrZooConfig(
+        spec="2-8-8-1:sine;w0=30", steps=20, psnr_target=25.0, chunk=40, compiled=False
+    )
+    make_inr_zoo(out, "mnist", count=40, config=config, shard_size=16)
+    return out
+
+
+def write_config(path: Path, zoo: Path, **extra: Any) -> Path:
+    config = {
+        "name": "tiny",
+        "task": "inr-classify",
+        "zoo": str(zoo),
+        "model": TINY_DWS,
+        "train": {"epochs": 2, "batch_size": 8, "lr": 1e-2, "device": "cpu"},
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def compared(inr_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Any]:
+    """``dws compare`` with the archs of ARCH_NAMES, 2 seeds each: (config, output, result)."""
+    root = tmp_path_factory.mktemp("compare")
+    config = write_config(root / "c.yaml", inr_zoo)
+    out = root / "results"
+    archs = ",".join(ARCH_NAMES)
+    result = dws("compare", str(config), "--archs", archs, "--seeds", str(SEEDS), "-o", str(out))
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    return config, out, result
+
+
+def _card(out: Path, arch: str, seed: int) -> dict[str, Any]:
+    return yaml.safe_load(
+        (out / "runs" / f"{arch}-s{seed}" / f"tiny-{arch}-s{seed}.yaml").read_text()
+    )
+
+
+def _table(markdown: str) -> tuple[list[str], list[list[str]]]:
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    assert all(re.fullmatch(r"-+:?", c) for c in cells[1]), lines[1]
+    assert all(len(row) == len(cells[0]) for row in cells), lines
+    return cells[0], cells[2:]
+
+
+def _mean_std(text: str) -> tuple[float, float | None]:
+    parts = text.replace("*", "").split("±")
+    return float(parts[0]), (float(parts[1]) if len(parts) > 1 else None)
+
+
+# ------------------------------------------------------------------------------------------------
+# the outputs
+
+
+def test_markdown_table_has_one_row_per_arch_with_numbers(compared: tuple[Path, Path, Any]) -> None:
+    _, out, _ = compared
+    header, rows = _table((out / "results.md").read_text())
+    assert header == ["arch", "accuracy", "parameters", "train time (s)", "runs"]
+    assert [row[0] for row in rows] == ARCH_NAMES
+    for arch, accuracy, parameters, seconds, runs in rows:
+        cards = [_card(out, arch, s) for s in range(SEEDS)]
+        values = [c["metrics"]["test"]["accuracy"] for c in cards]
+        mean, std = _mean_std(accuracy)
+        assert mean == pytest.approx(statistics.fmean(values), abs=1e-4)
+        assert std == pytest.approx(statistics.stdev(values), abs=1e-4)
+        assert int(parameters) == cards[0]["model"]["parameters"] > 0
+        assert _mean_std(seconds)[0] > 0
+        assert runs == f"{SEEDS}/{SEEDS}"
+    best = max(_mean_std(row[1])[0] for row in rows)
+    assert [row[0] for row in rows if "**" in row[1]] == [
+        row[0] for row in rows if _mean_std(row[1])[0] == best
+    ]  # the best arch (every one of a tie) is marked
+
+
+def test_csv_has_a_row_per_run_then_mean_and_std(compared: tuple[Path, Path, Any]) -> None:
+    _, out, _ = compared
+    rows = list(csv.DictReader(io.StringIO((out / "results.csv").read_text())))
+    runs = [(r["arch"], r["seed"]) for r in rows if r["seed"].isdigit()]
+    assert runs == [(a, str(s)) for a in ARCH_NAMES for s in range(SEEDS)]
+    summary = [(r["arch"], r["seed"]) for r in rows if not r["seed"].isdigit()]
+    assert summary == [(a, stat) for a in ARCH_NAMES for stat in ("mean", "std")]
+    by_key = {(r["arch"], r["seed"]): r for r in rows}
+    for arch in ARCH_NAMES:
+        values = []
+        for seed in range(SEEDS):
+            row = by_key[(arch, str(seed))]
+            card = _card(out, arch, seed)
+            assert row["status"] == "trained"
+            assert float(row["test_accuracy"]) == pytest.approx(card["metrics"]["test"]["accuracy"])
+            assert float(row["test_loss"]) == pytest.approx(
+                card["metrics"]["test"]["loss"], rel=1e-4
+            )
+            assert int(row["parameters"]) == card["model"]["parameters"]
+            values.append(float(row["test_accuracy"]))
+        assert float(by_key[(arch, "mean")]["test_accuracy"]) == pytest.approx(
+            statistics.fmean(values), rel=1e-5
+        )
+
+
+def test_bar_plot_is_a_png(compared: tuple[Path, Path, Any]) -> None:
+    from PIL import Image
+
+    _, out, _ = compared
+    data = (out / "results.png").read_bytes()
+    assert data.startswith(PNG_SIGNATURE)
+    with Image.open(out / "results.png") as image:
+        image.verify()
+    with Image.open(out / "results.png") as image:
+        assert image.format == "PNG" and min(image.size) > 100
+
+
+def test_each_run_is_a_processor_with_its_arch_and_seed(compared: tuple[Path, Path, Any]) -> None:
+    _, out, result = compared
+    for arch in ARCH_NAMES:
+        for seed in range(SEEDS):
+            card = _card(out, arch, seed)
+            assert card["model"]["arch"] == arch
+            assert card["training"]["config"]["train"]["seed"] == seed
+            assert card["training"]["config"]["train"]["epochs"] == 2  # the same budget
+    # the dws runs use the config's model section
+    assert _card(out, "dws", 0)["model"]["config"]["hidden_channels"] == 8
+    # progress: a line per run on stderr, the table on stdout
+    assert len(re.findall(r"^\[\d/\d\] .*: training$", result.stderr, re.M)) == SEEDS * len(
+        ARCH_NAMES
+    )
+    assert "accuracy" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------------
+# resuming
+
+
+def test_finished_runs_are_reused_not_retrained(
+    compared: tuple[Path, Path, Any], tmp_path: Path
+) -> None:
+    config, out, _ = compared
+    copy = tmp_path / "results"
+    shutil.copytree(out, copy)
+    cards = {s: copy / "runs" / f"dws-s{s}" / f"tiny-dws-s{s}.yaml" for s in range(SEEDS)}
+    before = {s: p.stat().st_mtime_ns for s, p in cards.items()}
+    result = dws(
+        "compare",
+        str(config),
+        "--archs",
+        "dws",
+        "--seeds",
+        str(SEEDS + 1),
+        "-o",
+        str(copy),
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert {s: p.stat().st_mtime_ns for s, p in cards.items()} == before
+    assert result.stderr.count("finished, reused") == SEEDS
+    data = json.loads(result.stdout)
+    assert [r["status"] for r in data["runs"]] == ["reused"] * SEEDS + ["trained"]
+    assert data["summary"][0]["runs"] == SEEDS + 1
+    _, rows = _table((copy / "results.md").read_text())
+    assert [row[0] for row in rows] == ["dws"] and rows[0][-1] == f"{SEEDS + 1}/{SEEDS + 1}"
+
+
+# ------------------------------------------------------------------------------------------------
+# errors before training, failed runs
+
+
+def _one_line_error(result: Any, *fragments: str) -> str:
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[0].startswith("error: "), result.stderr
+    assert all(line.startswith(("error: ", "hint: ")) for line in lines), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def test_unknown_arch_lists_the_choices(inr_zoo: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", inr_zoo)
+    result = dws("compare", str(config), "--archs", "dws,transformr", "-o", str(tmp_path / "o"))
+    line = _one_line_error(result, "unknown architecture 'transformr'", "choose from")
+    assert all(name in line for name in ARCHS)
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_arch_that_cannot_do_the_task_is_refused_before_training(
+    inr_zoo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    equi_only = dataclasses.replace(ARCHS["dws"], name="equi-only", kinds=("equivariant",))
+    monkeypatch.setitem(ARCHS, "equi-only", equi_only)
+    config = write_config(tmp_path / "c.yaml", inr_zoo)
+    result = dws("compare", str(config), "--archs", "dws,equi-only", "-o", str(tmp_path / "o"))
+    _one_line_error(result, "arch 'equi-only' cannot do task inr-classify", "invariant model")
+    assert not (tmp_path / "o").exists()  # nothing was trained, not even dws
+
+
+@pytest.mark.parametrize(
+    ("section", "fragment"),
+    [
+        (
+            {"train": {"dws": {"epochs": 5}}},
+            "compare.train.dws.epochs: every arch shares the budget",
+        ),
+        ({"train": {"dws": {"lrr": 0.1}}}, "compare.train.dws.lrr: unknown key"),
+        ({"train": {"dws": {"lr": "fast"}}}, "compare.train.dws.lr: expected a number"),
+        ({"models": {"dws": {"hidden": 3}}}, "compare.models.dws.hidden: unknown key"),
+        ({"models": {"mlp-x": {}}}, "compare.models.mlp-x: unknown architecture; choose from"),
+        ({"seeds": 0}, "compare.seeds: expected an integer of at least 1"),
+        ({"colour": 1}, "compare.colour: unknown key"),
+    ],
+    ids=["budget", "train-key", "train-type", "model-key", "unknown-arch", "seeds", "section-key"],
+)
+def test_compare_section_mistakes_are_one_line_errors(
+    inr_zoo: Path, tmp_path: Path, section: dict[str, Any], fragment: str
+) -> None:
+    config = write_config(tmp_path / "c.yaml", inr_zoo, compare=section)
+    result = dws("compare", str(config), "--archs", "dws", "-o", str(tmp_path / "o"))
+    _one_line_error(result, str(config), fragment)
+    assert not (tmp_path / "o").exists()
+
+
+def test_model_options_precedence(inr_zoo: Path, tmp_path: Path) -> None:
+    """compare.models.<arch>, else the config's model: section for its own arch, else defaults."""
+    section = {
+        "archs": ["dws"],
+        "seeds": 2,
+        "models": {"dws": {"hidden_channels": 4}, "mlp": {}},  # mlp: not compared, allowed
+        "train": {"dws": {"lr": "5e-3", "permutation_augmentation": False}},
+    }
+    base, parsed = load_compare_config(write_config(tmp_path / "c.yaml", inr_zoo, compare=section))
+    assert parsed.archs == ("dws",) and parsed.seeds == 2
+    runs = plan_runs(
+        base, ["dws"], 2, tmp_path / "o", models=parsed.models, train_overrides=parsed.train
+    )
+    assert [r.config.model.options.hidden_channels for r in runs] == [4, 4]
+    assert [r.config.train.seed for r in runs] == [0, 1]
+    expected = dataclasses.replace(base.train, lr=5e-3, permutation_augmentation=False, seed=1)
+    assert runs[1].config.train == expected  # the rest of train: is shared
+    assert base.train.lr == 1e-2
+    assert [r.directory.name for r in runs] == ["dws-s0", "dws-s1"]
+    (own,) = plan_runs(base, ["dws"], 1, tmp_path / "o")
+    assert own.config.model.options.hidden_channels == 8  # the model: section
+    bare, _ = load_compare_config(write_config(tmp_path / "d.yaml", inr_zoo, model={"arch": "dws"}))
+    (default,) = plan_runs(bare, ["dws"], 1, tmp_path / "o")
+    assert default.config.model.options == type(default.config.model.options)()
+    for other in ARCH_NAMES[1:]:  # an arch the config's model: section is not for: defaults
+        (run,) = plan_runs(base, [other], 1, tmp_path / "o")
+        assert run.config.model.arch == other
+        assert run.config.model.options == ARCHS[other].options_type()
+
+
+class _NanModel(nn.Module):
+    def __init__(self, out_features: int) -> None:
+        super().__init__()
+        self.out_features = out_features
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, space: Any) -> torch.Tensor:
+        return self.scale * torch.full((space.batch_size, self.out_features), math.nan)
+
+
+def test_a_failed_run_is_reported_and_the_others_are_kept(
+    compared: tuple[Path, Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, out, _ = compared
+    broken = dataclasses.replace(
+        ARCHS["dws"],
+        name="broken",
+        build=lambda spec, kind, options, out_features: _NanModel(out_features),
+        fit_normalizer=lambda model, space: None,
+    )
+    monkeypatch.setitem(ARCHS, "broken", broken)
+    copy = tmp_path / "results"
+    shutil.copytree(out, copy)
+    args = ["compare", str(config), "--archs", "dws,broken", "--seeds", str(SEEDS), "-o", str(copy)]
+    result = dws(*args)
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.count("error: broken seed") == SEEDS
+    assert "training diverged" in result.stderr
+    _, rows = _table((copy / "results.md").read_text())
+    assert [row[0] for row in rows] == ["dws", "broken"]
+    assert rows[1][-1] == f"0/{SEEDS}" and rows[1][1] == "n/a"
+    assert "Failed runs:" in (copy / "results.md").read_text()
+
+    stopped = dws(*args, "--fail-fast")
+    assert stopped.exit_code == 1
+    errors = [line for line in stopped.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: broken seed 0: training diverged in epoch 1 (mean loss nan)"
+    ]  # stopped at the first failure
+    assert "broken seed 1" not in stopped.stderr and "Traceback" not in stopped.stderr
+
+
+def test_tables_from_records_with_a_baseline_a_tie_and_a_failure(
+    inr_zoo: Path, tmp_path: Path
+) -> None:
+    """The aggregation alone, on made-up run records (no training)."""
+    from dwscli.compare.runner import CompareResult, RunRecord
+    from dwscli.compare.tables import csv_text, markdown, metric_names, summarise
+
+    def run(arch: str, seed: int, accuracy: float, baseline: float) -> RunRecord:
+        return RunRecord(
+            arch,
+            seed,
+            tmp_path / f"{arch}-s{seed}",
+            "trained",
+            test={"accuracy": accuracy, "loss": 1.0 - accuracy},
+            val={"accuracy": accuracy},
+            parameters=100,
+            seconds=2.0 + seed,
+            baselines={"statnn": {"accuracy": baseline}},
+        )
+
+    records = [
+        run("dws", 0, 0.5, 0.3),
+        run("dws", 1, 0.7, 0.4),
+        run("mlp", 0, 0.6, 0.9),  # the baseline of seed 0 was already taken from dws
+        RunRecord("mlp", 1, tmp_path / "mlp-s1", "failed", error="training diverged"),
+    ]
+    metrics = metric_names(records, "accuracy")
+    summary = summarise(records, ["dws", "mlp"], metrics, 2)
+    assert [row["system"] for row in summary] == ["dws", "mlp", "baseline:statnn"]
+    assert summary[0]["mean"]["accuracy"] == pytest.approx(0.6)
+    assert summary[0]["std"]["accuracy"] == pytest.approx(statistics.stdev([0.5, 0.7]))
+    assert summary[1]["runs"] == 1 and math.isnan(summary[1]["std"]["accuracy"])
+    assert summary[2]["mean"]["accuracy"] == pytest.approx(0.35)
+    base, _ = load_compare_config(write_config(tmp_path / "c.yaml", inr_zoo))
+    result = CompareResult(
+        "tiny",
+        "inr-classify",
+        "accuracy",
+        True,
+        metrics,
+        ["dws", "mlp"],
+        2,
+        tmp_path,
+        records,
+        summary,
+        {},
+    )
+    _, rows = _table(markdown(result, base, plan_runs(base, ["dws", "mlp"], 2, tmp_path)))
+    assert rows == [
+        ["dws", "**0.6000 ± 0.1414**", "100", "2.5 ± 0.7", "2/2"],
+        ["mlp", "**0.6000**", "100", "2.0", "1/2"],  # a tie: both bold; one run: no std
+        ["baseline:statnn", "0.3500 ± 0.0707", "n/a", "n/a", "2/2"],
+    ]
+    table = list(csv.DictReader(io.StringIO(csv_text(result))))
+    assert [(r["arch"], r["seed"], r["status"]) for r in table] == [
+        ("dws", "0", "trained"),
+        ("dws", "1", "trained"),
+        ("mlp", "0", "trained"),
+        ("mlp", "1", "failed"),
+        ("baseline:statnn", "0", "fitted"),
+        ("baseline:statnn", "1", "fitted"),
+        *(
+            (system, stat, "")
+            for system in ("dws", "mlp", "baseline:statnn")
+            for stat in ("mean", "std")
+        ),
+    ]
+    assert table[3]["error"] == "training diverged" and table[3]["test_accuracy"] == ""
