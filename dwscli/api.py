@@ -352,4 +352,59 @@ def embed(
     )
 
 
-__all__ += ["classify", "edit", "embed"]
+# ------------------------------------------------------------------------------------------
+# classifier processors, training and comparing (twins of predict-accuracy, adapt, train, compare)
+
+
+def predict_accuracy(
+    paths: PathLike | list[PathLike], *, processor: str | None = None, **options: Any
+) -> list[dict[str, Any]]:
+    """Predicted test accuracy of each classifier: rows ``{"path", "spec",
+    "predicted_accuracy"}`` in input order (``dws predict-accuracy``).
+
+        >>> api.predict_accuracy("example:fmnist-mlp")  # doctest: +SKIP
+    """
+    from dwscli.processors.run import predict_accuracy as run
+
+    return run(_expanded(paths), processor=processor, **options)
+
+
+def adapt(
+    paths: PathLike | list[PathLike],
+    *,
+    output: PathLike | None = None,
+    out_dir: PathLike | None = None,
+    processor: str | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Adapt classifiers to the processor's target domain and write them (``dws adapt``):
+    rows ``{"input", "output"}``.
+
+        >>> api.adapt("example:fmnist-mlp", output="adapted.safetensors")  # doctest: +SKIP
+    """
+    from dwscli.processors.run import adapt as run
+
+    return run(
+        _expanded(paths),
+        output=None if output is None else Path(output),
+        out_dir=None if out_dir is None else Path(out_dir),
+        processor=processor,
+        **options,
+    )
+
+
+def train(config: PathLike, **options: Any) -> Any:
+    """Train a processor from a YAML config (``dws train``); returns a ``TrainResult``."""
+    from dwscli.train import train as run
+
+    return run(config, **options)
+
+
+def compare(config: PathLike, archs: str | list[str], **options: Any) -> Any:
+    """Train several architectures on one split and budget (``dws compare``)."""
+    from dwscli.compare import compare as run
+
+    return run(config, archs, **options)
+
+
+__all__ += ["adapt", "classify", "compare", "edit", "embed", "predict_accuracy", "train"]
