@@ -26,7 +26,7 @@ from dwscli.nn.models import DWSNetConfig
 from dwscli.processors import loading
 from dwscli.train.archs import get_arch
 from dwscli.train.card import write_processor
-from dwscli.weights.checkpoint import load_checkpoint, save_space
+from dwscli.weights.checkpoint import load_checkpoint, save_checkpoint, save_space
 from dwscli.weights.inr import InrConventions, render
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
@@ -512,3 +512,31 @@ def test_shipped_dilate_renders_closer_to_the_dilated_image(tmp_path, capfd) -> 
         input_errors.append(float((before - target).pow(2).mean()))
     assert edited_errors[0] < input_errors[0]  # the example itself
     assert np.mean(edited_errors) < np.mean(input_errors)
+
+
+SHIPPED_CLASSIFY = loading.PACKAGE_DIR / "mnist-inr-classify.yaml"
+
+
+@pytest.mark.skipif(
+    not SHIPPED_CLASSIFY.is_file(),
+    reason="mnist-inr-classify is not shipped yet (dws train configs/mnist-inr-classify.yaml)",
+)
+def test_shipped_classifier_reads_the_digit_and_ignores_permutations(tmp_path, capfd) -> None:
+    """example:mnist-inr draws a 7 (an MNIST test image); a permuted copy gets the same answer."""
+    from dwscli.examples import example_path
+
+    source = load_checkpoint(example_path("mnist-inr"))
+    permuted = tmp_path / "permuted.safetensors"
+    generator = torch.Generator().manual_seed(3)
+    space = apply_permutation(source.space, random_permutation(source.space, generator))
+    save_checkpoint(permuted, source, space=space)
+    paths = [example_path("mnist-inr"), *_held_out_inrs(tmp_path / "held-out")[1:], permuted]
+    code, out, err = _run(["classify", *map(str, paths), "--json"], capfd)
+    assert code == 0, err
+    rows = json.loads(out)
+    assert rows[0]["class_index"] == 7 and rows[-1]["class_index"] == 7
+    assert abs(rows[0]["probability"] - rows[-1]["probability"]) < 1e-5
+    labelled = [r for r in rows[1:-1] if r.get("label") is not None]
+    if labelled:  # the zoo's test INRs, when the zoo is here
+        hits = sum(r["class"] == r["label"] for r in labelled)
+        assert hits >= 0.8 * len(labelled)
