@@ -505,9 +505,11 @@ def test_shipped_dilate_renders_closer_to_the_dilated_image(tmp_path, capfd) -> 
     for path in paths:
         source = load_checkpoint(path)
         conventions = InrConventions.from_metadata(source.metadata)
-        before = render(source.space.float(), conventions)
+        before = render(source.space.to("cpu", torch.float32), conventions)
         target = edit_images(before, "dilate", **params)
-        after = render(load_checkpoint(out_dir / path.name).space.float(), conventions)
+        after = render(
+            load_checkpoint(out_dir / path.name).space.to("cpu", torch.float32), conventions
+        )
         edited_errors.append(float((after - target).pow(2).mean()))
         input_errors.append(float((before - target).pow(2).mean()))
     assert edited_errors[0] < input_errors[0]  # the example itself
