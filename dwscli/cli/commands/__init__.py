@@ -12,3 +12,14 @@ def doc_help(function: Callable[..., Any]) -> str:
 
     doc = inspect.getdoc(function) or ""
     return "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n") if p.strip())
+
+
+def add_commands(
+    app: Any, commands: dict[str, Callable[..., Any]], examples: dict[str, str]
+) -> None:
+    """Register each ``name: function`` on a Typer app, with its docstring as help and its
+    examples as the epilog (every command shows examples in ``--help``)."""
+    for name, function in commands.items():
+        app.command(name, help=doc_help(function), epilog="Examples:\n\n" + examples[name])(
+            function
+        )

@@ -19,7 +19,7 @@ from dwscli.cli.batch import (
     finish,
     write_csv,
 )
-from dwscli.cli.commands import doc_help
+from dwscli.cli.commands import add_commands
 from dwscli.cli.options import ForceOption, JsonOption
 from dwscli.cli.output import Output, make_table, progress_bar
 
@@ -137,10 +137,11 @@ EXAMPLES = {
 
 
 def register(app: typer.Typer) -> None:
-    for name, function in (
-        ("predict-accuracy", predict_accuracy_command),
-        ("adapt", adapt_command),
-    ):
-        app.command(name, help=doc_help(function), epilog="Examples:\n\n" + EXAMPLES[name])(
-            function
-        )
+    add_commands(
+        app,
+        {
+            "predict-accuracy": predict_accuracy_command,
+            "adapt": adapt_command,
+        },
+        EXAMPLES,
+    )

@@ -22,7 +22,7 @@ from dwscli.cli.batch import (
     expand,
     finish,
 )
-from dwscli.cli.commands import doc_help
+from dwscli.cli.commands import add_commands
 from dwscli.cli.options import JsonOption
 from dwscli.cli.output import Output, key_value_table, make_table, progress_bar
 
@@ -287,11 +287,12 @@ EXAMPLES = {
 
 
 def register(app: typer.Typer) -> None:
-    for name, function in (
-        ("classify", classify_command),
-        ("edit", edit_command),
-        ("embed", embed_command),
-    ):
-        app.command(name, help=doc_help(function), epilog="Examples:\n\n" + EXAMPLES[name])(
-            function
-        )
+    add_commands(
+        app,
+        {
+            "classify": classify_command,
+            "edit": edit_command,
+            "embed": embed_command,
+        },
+        EXAMPLES,
+    )

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dwscli.cli.commands import doc_help
+from dwscli.cli.commands import add_commands
 from dwscli.cli.options import ForceOption, JsonOption
 from dwscli.cli.output import Output, key_value_table, make_table, progress_bar
 
@@ -327,15 +327,16 @@ EXAMPLES = {
 
 
 def register(app: typer.Typer) -> None:
-    for name, function in (
-        ("inrs", inrs_command),
-        ("sines", sines_command),
-        ("classifiers", classifiers_command),
-        ("info", info_command),
-        ("export", export_command),
-        ("merge", merge_command),
-    ):
-        zoo_app.command(name, help=doc_help(function), epilog="Examples:\n\n" + EXAMPLES[name])(
-            function
-        )
+    add_commands(
+        zoo_app,
+        {
+            "inrs": inrs_command,
+            "sines": sines_command,
+            "classifiers": classifiers_command,
+            "info": info_command,
+            "export": export_command,
+            "merge": merge_command,
+        },
+        EXAMPLES,
+    )
     app.add_typer(zoo_app, name="zoo")
