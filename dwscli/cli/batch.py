@@ -3,12 +3,15 @@ error reporting (one line each, skip and go on, exit 1 at the end), and CSV rows
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from dwscli.cli.output import Output
+from dwscli.cli.output import Output, progress_bar
+
+T = TypeVar("T")
 
 PathsArgument = Annotated[
     list[str],
@@ -66,3 +69,16 @@ def write_csv(rows: list[dict[str, Any]], columns: list[str]) -> None:
     writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
+
+
+def run_over_paths(
+    paths: list[str], description: str, run: Callable[..., T], **options: Any
+) -> tuple[T, Failures]:
+    """Expand PATH... (bad items reported and counted), then ``run(files, on_error=…,
+    progress=…, **options)`` under a progress bar from :data:`PROGRESS_FROM` files on."""
+    failures = Failures()
+    files = expand(paths, failures)
+    enabled = len(files) >= PROGRESS_FROM
+    with progress_bar(len(files), description, unit="nets", enabled=enabled) as advance:
+        result = run(files, on_error=failures, progress=advance, **options)
+    return result, failures

@@ -8,20 +8,18 @@ from typing import Annotated
 import typer
 
 from dwscli.cli.batch import (
-    PROGRESS_FROM,
     BatchOption,
     DeviceOption,
     FailFastOption,
-    Failures,
     PathsArgument,
     ProcessorOption,
-    expand,
     finish,
+    run_over_paths,
     write_csv,
 )
 from dwscli.cli.commands import add_commands
 from dwscli.cli.options import ForceOption, JsonOption
-from dwscli.cli.output import Output, make_table, progress_bar
+from dwscli.cli.output import Output, make_table
 
 
 def predict_accuracy_command(
@@ -41,20 +39,15 @@ def predict_accuracy_command(
     from dwscli.processors.run import predict_accuracy
 
     out = Output(json_mode=json_output)
-    failures = Failures()
-    files = expand(paths, failures)
-    with progress_bar(
-        len(files), "predict-accuracy", unit="nets", enabled=len(files) >= PROGRESS_FROM
-    ) as advance:
-        rows = predict_accuracy(
-            files,
-            processor=processor,
-            batch_size=batch_size,
-            device=device,
-            fail_fast=fail_fast,
-            on_error=failures,
-            progress=advance,
-        )
+    rows, failures = run_over_paths(
+        paths,
+        "predict-accuracy",
+        predict_accuracy,
+        processor=processor,
+        batch_size=batch_size,
+        device=device,
+        fail_fast=fail_fast,
+    )
     if csv_output:
         write_csv(rows, ["path", "spec", "predicted_accuracy"])
     else:
@@ -96,23 +89,18 @@ def adapt_command(
     if (output is None) == (out_dir is None):
         raise DwsError("pass exactly one of -o OUT and --out-dir DIR", exit_code=2)
     out = Output(json_mode=json_output)
-    failures = Failures()
-    files = expand(paths, failures)
-    with progress_bar(
-        len(files), "adapt", unit="nets", enabled=len(files) >= PROGRESS_FROM
-    ) as advance:
-        rows = adapt(
-            files,
-            output=Path(output) if output else None,
-            out_dir=Path(out_dir) if out_dir else None,
-            processor=processor,
-            batch_size=batch_size,
-            device=device,
-            force=force,
-            fail_fast=fail_fast,
-            on_error=failures,
-            progress=advance,
-        )
+    rows, failures = run_over_paths(
+        paths,
+        "adapt",
+        adapt,
+        output=Path(output) if output else None,
+        out_dir=Path(out_dir) if out_dir else None,
+        processor=processor,
+        batch_size=batch_size,
+        device=device,
+        force=force,
+        fail_fast=fail_fast,
+    )
     out.emit(
         rows,
         render=lambda: make_table(["input", "output"], [[r["input"], r["output"]] for r in rows]),

@@ -12,19 +12,17 @@ from typing import Annotated, Any
 import typer
 
 from dwscli.cli.batch import (
-    PROGRESS_FROM,
     BatchOption,
     DeviceOption,
     FailFastOption,
-    Failures,
     PathsArgument,
     ProcessorOption,
-    expand,
     finish,
+    run_over_paths,
 )
 from dwscli.cli.commands import add_commands
 from dwscli.cli.options import JsonOption
-from dwscli.cli.output import Output, key_value_table, make_table, progress_bar
+from dwscli.cli.output import Output, key_value_table, make_table
 
 ConventionsForceOption = Annotated[
     bool,
@@ -71,22 +69,17 @@ def classify_command(
     from dwscli.processors.inr import classify
 
     out = Output(json_mode=json_output)
-    failures = Failures()
-    files = expand(paths, failures)
-    with progress_bar(
-        len(files), "classify", unit="nets", enabled=len(files) >= PROGRESS_FROM
-    ) as advance:
-        rows = classify(
-            files,
-            processor=processor,
-            top_k=top_k,
-            batch_size=batch_size,
-            device=device,
-            force=force,
-            fail_fast=fail_fast,
-            on_error=failures,
-            progress=advance,
-        )
+    rows, failures = run_over_paths(
+        paths,
+        "classify",
+        classify,
+        processor=processor,
+        top_k=top_k,
+        batch_size=batch_size,
+        device=device,
+        force=force,
+        fail_fast=fail_fast,
+    )
     if csv_output:
         _write_classify_csv(rows)
     else:
@@ -171,25 +164,20 @@ def edit_command(
     if (output is None) == (out_dir is None):
         raise DwsError("pass exactly one of -o OUT and --out-dir DIR", exit_code=2)
     out = Output(json_mode=json_output)
-    failures = Failures()
-    files = expand(paths, failures)
-    with progress_bar(
-        len(files), "edit", unit="nets", enabled=len(files) >= PROGRESS_FROM
-    ) as advance:
-        rows = edit(
-            files,
-            op=op,
-            processor=processor,
-            output=Path(output) if output else None,
-            out_dir=Path(out_dir) if out_dir else None,
-            preview=Path(preview) if preview else None,
-            batch_size=batch_size,
-            device=device,
-            force=force,
-            fail_fast=fail_fast,
-            on_error=failures,
-            progress=advance,
-        )
+    rows, failures = run_over_paths(
+        paths,
+        "edit",
+        edit,
+        op=op,
+        processor=processor,
+        output=Path(output) if output else None,
+        out_dir=Path(out_dir) if out_dir else None,
+        preview=Path(preview) if preview else None,
+        batch_size=batch_size,
+        device=device,
+        force=force,
+        fail_fast=fail_fast,
+    )
     out.emit(
         rows,
         render=lambda: (
@@ -244,24 +232,19 @@ def embed_command(
     from dwscli.processors.inr import embed
 
     out = Output(json_mode=json_output)
-    failures = Failures()
-    files = expand(paths, failures)
-    with progress_bar(
-        len(files), "embed", unit="nets", enabled=len(files) >= PROGRESS_FROM
-    ) as advance:
-        summary = embed(
-            files,
-            output=Path(output),
-            processor=processor,
-            plot=Path(plot) if plot else None,
-            color_by=color_by,
-            batch_size=batch_size,
-            device=device,
-            force=force,
-            fail_fast=fail_fast,
-            on_error=failures,
-            progress=advance,
-        )
+    summary, failures = run_over_paths(
+        paths,
+        "embed",
+        embed,
+        output=Path(output),
+        processor=processor,
+        plot=Path(plot) if plot else None,
+        color_by=color_by,
+        batch_size=batch_size,
+        device=device,
+        force=force,
+        fail_fast=fail_fast,
+    )
     shown = {**summary, "files": ", ".join(summary["files"]), "plot": summary["plot"] or "-"}
     out.emit(summary, render=lambda: key_value_table(shown))
     out.success(f"wrote {summary['rows']} embeddings of dimension {summary['dim']} to {output}")
