@@ -360,7 +360,10 @@ class Embeddings:
 
 def _embedding_function(embedder: Processor) -> tuple[Callable[[WeightSpace], Tensor], str]:
     model = embedder.model
-    if embedder.card.get("task") == "embed" or output_type(embedder) == "embedding":
+    pooled_embedding = card_section(embedder, "output").get("embedding") == "pooled"
+    if not pooled_embedding and (
+        embedder.card.get("task") == "embed" or output_type(embedder) == "embedding"
+    ):
         return model, "output"
     features = getattr(model, "embed", None) or getattr(model, "features", None)
     if callable(features):

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from dwscli.data.zoo import Zoo, ZooBatch
 from dwscli.errors import DwsError
@@ -61,6 +61,10 @@ class EmbedOptions:
     labels: list[str] = field(default_factory=lambda: ["a", "b"])  # what the probe predicts
     ridge: float = 1.0e-3  # probe penalty, times the number of nets (standardised features)
     baselines: list[Literal["weights-probe"]] = field(default_factory=lambda: ["weights-probe"])
+    # what the processor hands out as the embedding: the model's ``output`` (the ``dim`` numbers
+    # the contrastive loss sees), or its ``pooled`` invariant features before the head, so the
+    # head is a SimCLR projection head and the embedding keeps what the loss would discard
+    embedding: Literal["output", "pooled"] = "output"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -158,6 +162,7 @@ class EmbedTask(Task):
             ("dropout", 0 <= options.dropout < 1, "at least 0 and below 1"),
             ("ridge", options.ridge >= 0, "at least 0"),
             ("labels", len(options.labels) > 0, "a non-empty list"),
+            ("embedding", options.embedding in ("output", "pooled"), "'output' or 'pooled'"),
         ]
         for key, ok, text in checks:
             if not ok:
@@ -206,6 +211,18 @@ class EmbedTask(Task):
         return nt_xent(output, self.options.temperature)
 
     # evaluation ---------------------------------------------------------------------------------
+    def eval_forward(self, model: nn.Module, space: WeightSpace) -> Tensor:
+        if self.options.embedding == "output":
+            return model(space)
+        pooled = getattr(model, "embed", None)
+        if not callable(pooled):
+            raise DwsError(
+                f"task.embedding: pooled needs a model with pooled features; "
+                f"{type(model).__name__} has none",
+                hint="use embedding: output, or an invariant DWS architecture",
+            )
+        return pooled(space)
+
     def _targets(self, values: Mapping[str, Tensor]) -> Tensor:
         return torch.stack([values[f"label_{k}"].double() for k in self.options.labels], 1)
 
@@ -250,10 +267,17 @@ class EmbedTask(Task):
 
     # the card -----------------------------------------------------------------------------------
     def describe_output(self) -> dict[str, Any]:
+        pooled = self.options.embedding == "pooled"
         return {
             "type": "embedding",
-            "dim": self.options.dim,
-            "meaning": "a self-supervised (contrastive) embedding of the input net",
+            "embedding": self.options.embedding,
+            "dim": None if pooled else self.options.dim,
+            "meaning": (
+                "the pooled invariant features of a contrastively trained DWSNet (its head "
+                "served as the projection head in training)"
+                if pooled
+                else "a self-supervised (contrastive) embedding of the input net"
+            ),
             "probe": {
                 "labels": [f"labels.{k}" for k in self.options.labels],
                 "method": "ridge regression on standardised embeddings of the training sample",

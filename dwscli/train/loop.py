@@ -151,7 +151,7 @@ class Trainer:
         with torch.no_grad():
             for part in mine.split(size):
                 batch = nets.batch(part)
-                output = self.model(batch.space.to(self.device))
+                output = self.task.eval_forward(self.model, batch.space.to(self.device))
                 for key, value in self.task.evaluate(output, batch).items():
                     values.setdefault(key, []).append(value.detach().cpu())
         local = {key: torch.cat(parts) for key, parts in values.items()}

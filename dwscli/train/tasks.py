@@ -32,6 +32,8 @@ from dwscli.data.zoo import Zoo, ZooBatch
 from dwscli.errors import DwsError
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from dwscli.train.netstore import SplitNets
     from dwscli.weights.space import WeightSpace
 
@@ -132,6 +134,11 @@ class Task(ABC):
         :meth:`loss` gets their outputs. Seeded from ``(seed, epoch, step, rank)``.
         """
         return space
+
+    def eval_forward(self, model: nn.Module, space: WeightSpace) -> Any:
+        """What evaluation reads from the model (default: its output). ``embed`` with
+        ``embedding: pooled`` reads the pooled features before the head instead."""
+        return model(space)
 
     def fit_eval(self, train_values: Mapping[str, Tensor]) -> None:  # noqa: B027 (optional)
         """Called before :meth:`metrics` when :attr:`fits_on_train`, with the current model's
