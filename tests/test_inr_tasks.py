@@ -308,6 +308,56 @@ def test_embed_model_is_invariant(embed_run: TrainResult, sine_zoo: Path) -> Non
     assert torch.allclose(a, b, atol=1e-10)
 
 
+@pytest.fixture(scope="module")
+def pooled_embed_run(sine_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    """``embedding: pooled``: the head is a projection head, the pooled features the embedding."""
+    out = tmp_path_factory.mktemp("embed-pooled")
+    config = embed_config(sine_zoo, out)
+    config["name"] = "tiny-embed-pooled"
+    config["task"] = {**config["task"], "embedding": "pooled"}
+    config["train"] = {**config["train"], "epochs": 2}
+    return train(TrainConfig.from_dict(config))
+
+
+def test_pooled_embedding_is_the_pooled_features(
+    pooled_embed_run: TrainResult, sine_zoo: Path, tmp_path: Path
+) -> None:
+    """The card says the embedding is pooled; the probe metric is a probe on ``model.embed``;
+    ``dws embed`` with the processor writes those features, unchanged by permutations."""
+    from dwscli.processors.inr import compute_embeddings
+
+    card = yaml.safe_load(pooled_embed_run.processor.read_text())
+    assert card["output"]["embedding"] == "pooled"
+    model = _model(pooled_embed_run, sine_zoo, "invariant", 8).float()
+    zoo = Zoo.open(sine_zoo)
+    train_batch, test_batch = zoo.load("train"), zoo.load("test")
+
+    def labels(batch: Any) -> torch.Tensor:
+        return torch.stack([batch.targets["a"], batch.targets["b"]], 1).double()
+
+    with torch.no_grad():
+        train_emb, test_emb = model.embed(train_batch.space), model.embed(test_batch.space)
+    assert train_emb.shape[1] > 8  # wider than the head's output: the pooled features
+    assert card["output"]["dim"] == train_emb.shape[1]
+    probe = LinearProbe.fit([(train_emb, labels(train_batch))], ridge=1e-3)
+    mse = (probe.predict(test_emb) - labels(test_batch)).pow(2).mean()
+    assert math.isclose(float(mse), pooled_embed_run.metrics["test"]["probe_mse"], rel_tol=1e-4)
+
+    ids = zoo.splits["test"][:5]
+    paths = zoo.export(ids, tmp_path / "nets")
+    result = compute_embeddings(paths, processor=str(pooled_embed_run.processor), device="cpu")
+    assert result.source == "pooled features"
+    assert result.vectors.shape == (5, train_emb.shape[1])
+    assert torch.allclose(result.vectors, test_emb[:5], atol=1e-5)
+
+    space = zoo.get(ids, dtype=F64)
+    perm = random_permutation(space, torch.Generator().manual_seed(7))
+    double = model.double()
+    with torch.no_grad():
+        a, b = double.embed(space), double.embed(apply_permutation(space, perm))
+    assert torch.allclose(a, b, atol=1e-10)
+
+
 def test_embed_views_and_loss(sine_zoo: Path) -> None:
     task = EmbedTask(EmbedOptions(noise=0.1, dropout=0.2), Zoo.open(sine_zoo))
     space = Zoo.open(sine_zoo).load("val").space
@@ -355,6 +405,12 @@ def test_embed_refuses_what_it_cannot_do(inr_zoo: Path, sine_zoo: Path) -> None:
         EmbedTask(EmbedOptions(dim=0), Zoo.open(sine_zoo))
     with pytest.raises(DwsError, match=r"task\.temperature: must be positive"):
         EmbedTask(EmbedOptions(temperature=0.0), Zoo.open(sine_zoo))
+    with pytest.raises(DwsError, match=r"task\.embedding: must be 'output' or 'pooled'"):
+        EmbedTask(EmbedOptions(embedding="head"), Zoo.open(sine_zoo))  # type: ignore[arg-type]
+    pooled = EmbedTask(EmbedOptions(embedding="pooled"), Zoo.open(sine_zoo))
+    space = Zoo.open(sine_zoo).load("val").space
+    with pytest.raises(DwsError, match=r"task\.embedding: pooled needs a model with pooled"):
+        pooled.eval_forward(torch.nn.Flatten(), space)
     EmbedTask(EmbedOptions(labels=["label"]), Zoo.open(inr_zoo))  # any numeric label works
 
 
@@ -396,3 +452,4 @@ def test_committed_configs_validate(
         assert config.task.options.op == "dilate" and config.model.options.residual
     if task == "embed":
         assert config.task.options.labels == ["a", "b"]
+        assert config.task.options.embedding == "pooled"

@@ -177,6 +177,7 @@ class EmbedTask(Task):
                 hint="set task.labels, e.g. [a, b] for a sine zoo",
             )
         self._probe: LinearProbe | None = None
+        self._pooled_dim: int | None = None
 
     @property
     def out_features(self) -> int:
@@ -221,7 +222,9 @@ class EmbedTask(Task):
                 f"{type(model).__name__} has none",
                 hint="use embedding: output, or an invariant DWS architecture",
             )
-        return pooled(space)
+        features = pooled(space)
+        self._pooled_dim = int(features.shape[1])  # for the card (the model's width, not ours)
+        return features
 
     def _targets(self, values: Mapping[str, Tensor]) -> Tensor:
         return torch.stack([values[f"label_{k}"].double() for k in self.options.labels], 1)
@@ -271,7 +274,7 @@ class EmbedTask(Task):
         return {
             "type": "embedding",
             "embedding": self.options.embedding,
-            "dim": None if pooled else self.options.dim,
+            "dim": self._pooled_dim if pooled else self.options.dim,
             "meaning": (
                 "the pooled invariant features of a contrastively trained DWSNet (its head "
                 "served as the projection head in training)"
