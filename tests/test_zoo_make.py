@@ -130,6 +130,27 @@ def test_inr_zoo_records_labels_and_psnr_and_renders_the_source_image(tmp_path: 
     assert psnr((pixels / 255)[None], source[None]).item() >= 29.0
 
 
+def test_shared_init_zoo_starts_every_net_from_one_initialisation(tmp_path: Path) -> None:
+    """``shared_init``: the nets differ only by what fitting changed, so they are far closer
+    to each other than nets of the default zoo (each from its own start); both fit their
+    images, and only a shared-init zoo records the option (older zoos keep their identity)."""
+    config = InrZooConfig(steps=40, psnr_target=60.0, chunk=8, compiled=False)
+    shared_config = InrZooConfig(**{**config.__dict__, "shared_init": True})
+    own = make_inr_zoo(tmp_path / "own", "mnist", count=6, config=config, shard_size=6)
+    shared = make_inr_zoo(tmp_path / "shared", "mnist", count=6, config=shared_config)
+    assert own is not None and shared is not None
+
+    def spread(zoo: Zoo) -> float:
+        first = zoo.load(None).space.weights[0].flatten(1)
+        return float((first - first.mean(0)).norm(dim=1).mean() / first.norm(dim=1).mean())
+
+    assert spread(shared) < 0.1 * spread(own)
+    for zoo in (own, shared):
+        assert min(r["metrics"]["psnr"] for r in zoo.records()) > 20.0
+    recorded = [json.loads((z.path / "zoo.json").read_text())["config"] for z in (own, shared)]
+    assert "shared_init" not in recorded[0] and recorded[1]["shared_init"] is True
+
+
 def test_classifier_accuracies_are_re_measured_independently(tmp_path: Path) -> None:
     zoo = make_classifier_zoo(
         tmp_path / "clf", "fashion-mnist", count=6, config=SMALL_CLF, shard_size=3

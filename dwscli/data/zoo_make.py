@@ -35,12 +35,32 @@ class InrZooConfig:
     chunk: int = 128  # nets fitted together (cache-sized; finished nets leave the chunk)
     check_every: int = 10
     compiled: bool = True  # torch.compile the fused step (pays off for big zoos)
+    # every net starts from one SIREN initialisation (drawn from the zoo seed) instead of its
+    # own: the nets then differ only by what fitting their images changed
+    shared_init: bool = False
+
+    def recorded(self) -> dict[str, object]:
+        """The config as ``zoo.json`` records it (``shared_init`` only when set, so zoos made
+        before the option existed keep their identity and still resume)."""
+        out = asdict(self)
+        if not self.shared_init:
+            out.pop("shared_init")
+        return out
 
 
-def _stacked_init(spec: MLPSpec, indices: range, zoo_seed: int) -> WeightSpace:
-    """SIREN initialisation of nets ``indices``, each from its own per-net generator."""
+SHARED_INIT_INDEX = -1  # the "net index" whose generator draws a shared initialisation
+
+
+def _stacked_init(
+    spec: MLPSpec, indices: range, zoo_seed: int, *, shared: bool = False
+) -> WeightSpace:
+    """SIREN initialisation of nets ``indices``, each from its own per-net generator, or all
+    the same one (``shared``)."""
     from dwscli.data.stacked import siren_init
 
+    if shared:
+        one = siren_init(spec, 1, net_generator(zoo_seed, SHARED_INIT_INDEX))
+        return WeightSpace.stack([one] * len(indices))
     return WeightSpace.stack([siren_init(spec, 1, net_generator(zoo_seed, i)) for i in indices])
 
 
@@ -105,7 +125,7 @@ def make_inr_zoo(
             "output_scale": conventions.output_scale,
             "output_offset": conventions.output_offset,
         },
-        config=asdict(config),
+        config=config.recorded(),
         shard_size=shard_size,
         seed=seed,
         part=part,
@@ -124,7 +144,7 @@ def make_inr_zoo(
             ).float()
             / 255.0
         )
-        init = _stacked_init(spec, nets, seed)
+        init = _stacked_init(spec, nets, seed, shared=config.shared_init)
         pieces, steps = [], []
         for start in range(0, len(nets), config.chunk):
             stop = min(start + config.chunk, len(nets))

@@ -80,6 +80,13 @@ def inrs_command(
     compile_step: Annotated[
         bool, typer.Option("--compile/--no-compile", help="torch.compile the fitting step.")
     ] = True,
+    shared_init: Annotated[
+        bool,
+        typer.Option(
+            "--shared-init/--own-init",
+            help="Start every SIREN from one shared initialisation (default: each its own).",
+        ),
+    ] = False,
     seed: SeedOption = 0,
     shard: ShardOption = None,
     shard_size: ShardSizeOption = None,
@@ -95,7 +102,12 @@ def inrs_command(
 
     _setup(threads)
     config = InrZooConfig(
-        spec=spec, steps=steps, psnr_target=psnr_target, lr=lr, compiled=compile_step
+        spec=spec,
+        steps=steps,
+        psnr_target=psnr_target,
+        lr=lr,
+        compiled=compile_step,
+        shared_init=shared_init,
     )
     total = _part_size(count or 70_000, shard, shard_size, spec)
     _make(
