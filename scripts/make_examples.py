@@ -14,6 +14,8 @@ demos and tests. Trained with the zoo machinery (the same code and settings as t
 
 - ``mnist-inr.safetensors``: a 2-32-32-32-1 SIREN fitted to MNIST test image 0 (a 7), with the
   INR conventions in its metadata (``dws render example:mnist-inr -o seven.png``);
+- ``fmnist-inr.safetensors``: the same for Fashion-MNIST test image 0 (an ankle boot), with
+  ``dataset: fashion-mnist`` in its metadata so ``dws classify`` picks the Fashion-MNIST model;
 - ``sine-inr.safetensors``: a 1-32-32-1 SIREN fitted to 3·sin(2x) on [-π, π];
 - ``fmnist-mlp.safetensors``: a 196-32-32-10 ReLU classifier of 14×14 average-pooled
   Fashion-MNIST images, with its test accuracy in its metadata.
@@ -64,6 +66,16 @@ def tiny_siren(seed: int = 0, w0: float = 30.0) -> WeightSpace:
 
 
 def mnist_inr() -> tuple[WeightSpace, dict[str, str]]:
+    return image_inr("mnist", "MNIST")
+
+
+def fmnist_inr() -> tuple[WeightSpace, dict[str, str]]:
+    space, metadata = image_inr("fashion-mnist", "Fashion-MNIST")
+    return space, {**metadata, "dataset": "fashion-mnist"}  # picks the Fashion-MNIST classifier
+
+
+def image_inr(dataset: str, title: str) -> tuple[WeightSpace, dict[str, str]]:
+    """A SIREN fitted to test image 0 of ``dataset`` as the INR zoos fit theirs."""
     from dwscli.data.datasets import load_dataset
     from dwscli.data.inr_fit import fit_sines
     from dwscli.data.stacked import siren_init
@@ -73,7 +85,7 @@ def mnist_inr() -> tuple[WeightSpace, dict[str, str]]:
     config = InrZooConfig()
     conventions = InrConventions()
     spec = MLPSpec.parse(config.spec)
-    test = load_dataset("mnist", "test")
+    test = load_dataset(dataset, "test")
     image = test.float_images()[:1]
     result = fit_sines(
         conventions.to_target(image.reshape(1, -1)),
@@ -87,7 +99,7 @@ def mnist_inr() -> tuple[WeightSpace, dict[str, str]]:
     quality = float(psnr(render(result.space, conventions), image)[0])
     metadata = {
         **conventions.to_metadata(),
-        "dws.example": "SIREN of MNIST test image 0",
+        "dws.example": f"SIREN of {title} test image 0",
         "label": str(int(test.labels[0])),
         "psnr": f"{quality:.2f}",
     }
@@ -163,6 +175,7 @@ def main() -> None:
         ("tiny-relu", "sequential", lambda: (tiny_relu(), untrained)),
         ("tiny-siren", "layers", lambda: (tiny_siren(), untrained_siren)),
         ("mnist-inr", "sequential", mnist_inr),
+        ("fmnist-inr", "sequential", fmnist_inr),
         ("sine-inr", "sequential", sine_inr),
         ("fmnist-mlp", "sequential", fmnist_mlp),
     ]

@@ -56,7 +56,7 @@ def siren() -> Path:
 
 
 def test_examples_are_shipped_and_small() -> None:
-    expected = {"fmnist-mlp", "mnist-inr", "sine-inr", "tiny-relu", "tiny-siren"}
+    expected = {"fmnist-mlp", "fmnist-inr", "mnist-inr", "sine-inr", "tiny-relu", "tiny-siren"}
     assert set(list_examples()) == expected
     for name in list_examples():
         assert example_path(name).stat().st_size < 64_000
