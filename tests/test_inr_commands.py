@@ -469,7 +469,6 @@ def test_inr_conventions_mismatch_is_an_error_unless_forced(tmp_path, capfd) -> 
 # ------------------------------------------------------------------------------------------
 # the shipped processor, on real held-out INRs
 
-SHIPPED_DILATE = loading.PACKAGE_DIR / "mnist-inr-dilate.yaml"
 ZOO = Path(__file__).resolve().parents[1] / "zoos" / "mnist-inr"
 
 
@@ -488,25 +487,28 @@ def _held_out_inrs(directory: Path, example: str = "mnist-inr", zoo_dir: Path = 
     return paths
 
 
-@pytest.mark.skipif(
-    not SHIPPED_DILATE.is_file(),
-    reason="mnist-inr-dilate is not shipped yet (dws train configs/mnist-inr-dilate.yaml)",
-)
-def test_shipped_dilate_renders_closer_to_the_dilated_image(tmp_path, capfd) -> None:
+@pytest.mark.parametrize("op", ["dilate", "erode"])
+def test_shipped_edit_renders_closer_to_the_edited_image(op: str, tmp_path, capfd) -> None:
+    """``dws edit --op OP`` with the shipped ``mnist-inr-OP``: the example (and, when the zoo is
+    here, 32 held-out test INRs) render closer to their edited images than before."""
     import yaml
 
-    card = yaml.safe_load(SHIPPED_DILATE.read_text())
+    shipped = loading.PACKAGE_DIR / f"mnist-inr-{op}.yaml"
+    if not shipped.is_file():
+        pytest.skip(f"mnist-inr-{op} is not shipped yet (dws train configs/mnist-inr-{op}.yaml)")
+    card = yaml.safe_load(shipped.read_text())
+    assert card["edit"]["op"] == op
     params = {k: v for k, v in card["edit"].items() if k != "op"}
     paths = _held_out_inrs(tmp_path / "held-out")
     out_dir = tmp_path / "edited"
-    code, _, err = _run(["edit", *paths, "--op", "dilate", "--out-dir", out_dir], capfd)
+    code, _, err = _run(["edit", *paths, "--op", op, "--out-dir", out_dir], capfd)
     assert code == 0, err
     edited_errors, input_errors = [], []
     for path in paths:
         source = load_checkpoint(path)
         conventions = InrConventions.from_metadata(source.metadata)
         before = render(source.space.to("cpu", torch.float32), conventions)
-        target = edit_images(before, "dilate", **params)
+        target = edit_images(before, op, **params)
         after = render(
             load_checkpoint(out_dir / path.name).space.to("cpu", torch.float32), conventions
         )

@@ -422,6 +422,7 @@ def test_embed_refuses_what_it_cannot_do(inr_zoo: Path, sine_zoo: Path) -> None:
     ("name", "task", "zoo", "fixture"),
     [
         ("mnist-inr-dilate", "inr-edit", "zoos/mnist-inr", "inr_zoo"),
+        ("mnist-inr-erode", "inr-edit", "zoos/mnist-inr", "inr_zoo"),
         ("sine-embed", "embed", "zoos/sines", "sine_zoo"),
         ("mnist-inr-classify", "inr-classify", "zoos/mnist-inr", "inr_zoo"),
         ("fmnist-inr-classify", "inr-classify", "zoos/fmnist-inr", "inr_zoo"),
@@ -449,7 +450,7 @@ def test_committed_configs_validate(
         augment = config.train.augment
         assert augment is not None and augment.rotate > 0 and augment.translate > 0
     if task == "inr-edit":
-        assert config.task.options.op == "dilate" and config.model.options.residual
+        assert name == f"mnist-inr-{config.task.options.op}" and config.model.options.residual
     if task == "embed":
         assert config.task.options.labels == ["a", "b"]
         assert config.task.options.embedding == "pooled"
