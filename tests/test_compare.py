@@ -438,7 +438,7 @@ def test_committed_compare_configs_plan(
 ) -> None:
     """Every committed compare config parses (its zoo pointed at a tiny zoo of the same kind)
     and plans a valid run for each arch it names."""
-    from dwscli.compare.plan import parse_compare_section
+    from dwscli.compare.plan import check_model_kinds, parse_compare_section
     from dwscli.train.config import TrainConfig
 
     data = yaml.safe_load(path.read_text())
@@ -447,6 +447,7 @@ def test_committed_compare_configs_plan(
     tiny = inr_zoo if "inr" in data["zoo"] else clf_zoo
     base = TrainConfig.from_dict({**data, "zoo": str(tiny)}, source=str(path))
     assert section.archs and set(section.archs) <= set(ARCHS)
+    check_model_kinds(base, section.archs)  # what dws compare checks before any training
     runs = plan_runs(
         base,
         section.archs,

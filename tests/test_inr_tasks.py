@@ -411,6 +411,11 @@ def test_embed_refuses_what_it_cannot_do(inr_zoo: Path, sine_zoo: Path) -> None:
     space = Zoo.open(sine_zoo).load("val").space
     with pytest.raises(DwsError, match=r"task\.embedding: pooled needs a model with pooled"):
         pooled.eval_forward(torch.nn.Flatten(), space)
+    # NFT keeps a layer (a submodule) under the name `embed`: not pooled features
+    arch = get_arch("nft")
+    nft = arch.build(Zoo.open(sine_zoo).spec, "invariant", arch.options_type(), 4)
+    with pytest.raises(DwsError, match=r"pooled needs a model with pooled features; Neural"):
+        pooled.eval_forward(nft, space)
     EmbedTask(EmbedOptions(labels=["label"]), Zoo.open(inr_zoo))  # any numeric label works
 
 

@@ -134,8 +134,21 @@ def test_shared_init_zoo_starts_every_net_from_one_initialisation(tmp_path: Path
     """``shared_init``: the nets differ only by what fitting changed, so they are far closer
     to each other than nets of the default zoo (each from its own start); both fit their
     images, and only a shared-init zoo records the option (older zoos keep their identity)."""
+    from dataclasses import replace
+
+    from dwscli.data.zoo_format import net_generator
+    from dwscli.data.zoo_make import SHARED_INIT_INDEX, _stacked_init
+
+    spec = MLPSpec.parse("2-8-8-1:sine;w0=30")
+    start = siren_init(spec, 1, net_generator(5, SHARED_INIT_INDEX)).flatten()
+    for nets in (range(0, 3), range(7, 9)):  # any shard or part draws the same start
+        shared_start = _stacked_init(spec, nets, 5, shared=True).flatten()
+        assert torch.equal(shared_start, start.expand(len(nets), -1))
+    own_start = _stacked_init(spec, range(0, 3), 5).flatten()
+    assert not torch.equal(own_start[0], own_start[1])
+
     config = InrZooConfig(steps=40, psnr_target=60.0, chunk=8, compiled=False)
-    shared_config = InrZooConfig(**{**config.__dict__, "shared_init": True})
+    shared_config = replace(config, shared_init=True)
     own = make_inr_zoo(tmp_path / "own", "mnist", count=6, config=config, shard_size=6)
     shared = make_inr_zoo(tmp_path / "shared", "mnist", count=6, config=shared_config)
     assert own is not None and shared is not None

@@ -7,6 +7,7 @@ normalisation is itself equivariant), and run a trunk of residual DWS blocks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -270,3 +271,16 @@ class EquivariantDWSNet(_DWSTrunk):
             mean = self.normalizer.mean
             tensors = [d + mean[k] for k, d in enumerate(delta)]
         return WeightSpace(tensors[:depth], tensors[depth:], space.spec)
+
+
+def pooled_features(model: nn.Module) -> Callable[[WeightSpace], Tensor] | None:
+    """The model's invariant features before its head (``embed``, else ``features``), or None.
+
+    Only methods count: some baselines hold a *submodule* under one of these names (NFT's
+    ``embed`` layer), which is callable but not a weights -> features map.
+    """
+    for name in ("embed", "features"):
+        attribute = getattr(model, name, None)
+        if callable(attribute) and not isinstance(attribute, nn.Module):
+            return attribute
+    return None

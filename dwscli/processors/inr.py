@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from dwscli.errors import DwsError
+from dwscli.nn.models import pooled_features
 from dwscli.processors.inr_checks import (
     CLASSIFIERS_BY_DATASET,
     DEFAULT_CLASSIFIER,
@@ -355,7 +356,7 @@ class Embeddings:
     metadata: list[dict[str, str]]
     processor: str
     processor_version: str
-    source: str  # "output" (an embedding processor's) or "pooled features"
+    source: str  # "output" (the processor's output) or "pooled features" (before the head)
 
 
 def _embedding_function(embedder: Processor) -> tuple[Callable[[WeightSpace], Tensor], str]:
@@ -365,9 +366,14 @@ def _embedding_function(embedder: Processor) -> tuple[Callable[[WeightSpace], Te
         embedder.card.get("task") == "embed" or output_type(embedder) == "embedding"
     ):
         return model, "output"
-    features = getattr(model, "embed", None) or getattr(model, "features", None)
-    if callable(features):
+    features = pooled_features(model)
+    if features is not None:
         return features, "pooled features"
+    if pooled_embedding:
+        raise DwsError(
+            f"processor {embedder.name}: its card says the embedding is the pooled features, "
+            f"but its model ({type(model).__name__}) has none"
+        )
     return model, "output"
 
 
@@ -384,8 +390,10 @@ def compute_embeddings(
 ) -> Embeddings:
     """Embed each checkpoint with an invariant processor (default ``sine-embed``).
 
-    An ``embed`` processor's output is the embedding; any other invariant processor gives its
-    pooled features before the head (or its output, for architectures without them).
+    An ``embed`` processor gives what its card says: its output (``embedding: output``) or its
+    pooled features before the head (``embedding: pooled``, e.g. ``sine-embed``); any other
+    invariant processor gives its pooled features (or its output, for architectures without
+    them).
     """
     target = resolve_device(device)
     embedder = open_inr_processor(processor or DEFAULT_EMBEDDER, target, default=processor is None)

@@ -1,9 +1,14 @@
 """``task: embed``: self-supervised embeddings of networks (issue 5 item 3, DESIGN.md §5).
 
-An invariant DWSNet maps each net to a vector of ``dim`` numbers: the model's output IS the
-embedding (what ``dws embed`` writes). Training is SimCLR-style contrastive learning: every net
-of a step gets two random *views* (:meth:`EmbedTask.train_input`), each a random hidden-neuron
-permutation (a no-op for an exactly invariant model, kept for models that are not), Gaussian
+An invariant DWSNet maps each net to a vector of ``dim`` numbers. With ``embedding: output``
+(the default) that output IS the embedding (what ``dws embed`` writes); with ``embedding:
+pooled`` the embedding is the model's pooled invariant features before the head, and the head
+that maps them to the ``dim`` numbers the loss sees is a projection head, as in SimCLR (the
+probe, the card and ``dws embed`` all use the pooled features then).
+
+Training is SimCLR-style contrastive learning: every net of a step gets two random *views*
+(:meth:`EmbedTask.train_input`), each a random hidden-neuron permutation (a no-op for an
+exactly invariant model, kept for models that are not), Gaussian
 weight noise (std ``noise`` times each tensor's RMS) and weight dropout (probability
 ``dropout``), drawn with :mod:`dwscli.train.augment`'s functions from ``(seed, epoch, step,
 rank)``. The loss is NT-Xent (normalised temperature-scaled cross-entropy, Chen et al. 2020) on
@@ -39,6 +44,7 @@ from torch import Tensor, nn
 
 from dwscli.data.zoo import Zoo, ZooBatch
 from dwscli.errors import DwsError
+from dwscli.nn.models import pooled_features
 from dwscli.train.augment import weight_dropout, weight_noise
 from dwscli.train.data import generator
 from dwscli.train.tasks import BaselineMetrics, Task, register_task
@@ -53,7 +59,7 @@ if TYPE_CHECKING:
 class EmbedOptions:
     """The ``task:`` section of ``task: embed``."""
 
-    dim: int = 16  # embedding size (the model's output features)
+    dim: int = 16  # the model's output features: the embedding, or the projection (pooled)
     temperature: float = 0.1  # NT-Xent temperature
     noise: float = 0.3  # view: Gaussian weight noise, std relative to each tensor's RMS
     dropout: float = 0.2  # view: probability of zeroing each weight/bias entry
@@ -215,15 +221,17 @@ class EmbedTask(Task):
     def eval_forward(self, model: nn.Module, space: WeightSpace) -> Tensor:
         if self.options.embedding == "output":
             return model(space)
-        pooled = getattr(model, "embed", None)
-        if not callable(pooled):
+        pooled = pooled_features(model)
+        if pooled is None:
             raise DwsError(
                 f"task.embedding: pooled needs a model with pooled features; "
                 f"{type(model).__name__} has none",
                 hint="use embedding: output, or an invariant DWS architecture",
             )
         features = pooled(space)
-        self._pooled_dim = int(features.shape[1])  # for the card (the model's width, not ours)
+        # for the card: the model's width, not ours (the trainer evaluates before it writes
+        # the card, so this is set by then)
+        self._pooled_dim = int(features.shape[1])
         return features
 
     def _targets(self, values: Mapping[str, Tensor]) -> Tensor:

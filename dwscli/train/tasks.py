@@ -8,7 +8,8 @@ the best checkpoint. Adding a task means one more subclass registered with
 :func:`register_task`; the trainer does not change. Optional hooks: :meth:`Task.start_step` (data
 a step draws besides the nets, e.g. the images of ``adapt``), :meth:`Task.train_input` (what the
 model sees in a step, e.g. two views of each net for ``embed``), :meth:`Task.fit_eval` (a fit on
-training nets that the metrics need, e.g. ``embed``'s linear probe), :meth:`Task.card_fields`
+training nets that the metrics need, e.g. ``embed``'s linear probe), :meth:`Task.eval_forward`
+(what evaluation reads from the model, e.g. ``embed``'s pooled features), :meth:`Task.card_fields`
 (top-level card keys) and :meth:`Task.baselines` (systems fitted on the same split, side by side).
 
 Tasks defined in their own modules (``adapt``, ``inr-edit``, ``embed``: :mod:`dwscli.train.adapt`,
@@ -137,7 +138,10 @@ class Task(ABC):
 
     def eval_forward(self, model: nn.Module, space: WeightSpace) -> Any:
         """What evaluation reads from the model (default: its output). ``embed`` with
-        ``embedding: pooled`` reads the pooled features before the head instead."""
+        ``embedding: pooled`` reads the pooled features before the head instead.
+
+        Evaluation only (training calls the model itself), with the plain model, never the
+        DistributedDataParallel wrapper, so its methods are reachable."""
         return model(space)
 
     def fit_eval(self, train_values: Mapping[str, Tensor]) -> None:  # noqa: B027 (optional)

@@ -226,8 +226,9 @@ def embed_command(
 ) -> None:
     """Embed networks as vectors, one row per checkpoint in input order, with its path.
 
-    An embedding processor (default sine-embed) gives its output; any other invariant
-    processor (-p) gives its pooled features before the head.
+    The default, sine-embed, gives the pooled features of its contrastively trained DWSNet;
+    an embedding processor trained with embedding: output gives its output; any other
+    invariant processor (-p) gives its pooled features before the head.
     """
     from dwscli.processors.inr import embed
 
