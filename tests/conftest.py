@@ -4,6 +4,28 @@ The tests run many tiny tensor operations; one torch thread is as fast for them,
 OpenMP from spinning on a core that another process (a background zoo job) is using.
 """
 
+from pathlib import Path
+
+import pytest
 import torch
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def da_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 tiny Fashion-MNIST classifiers (16-8-8-10 on 4x4-pooled images), also scored on the
+    contrast domain: enough for accuracy-prediction and adaptation configs to build and run."""
+    from dwscli.data.classifier_train import ClassifierZooConfig, HparamRanges
+    from dwscli.data.zoo_make import make_classifier_zoo
+
+    out = tmp_path_factory.mktemp("zoos") / "clf-da"
+    config = ClassifierZooConfig(
+        spec="16-8-8-10:relu",
+        pool=7,
+        chunk=24,
+        eval_corruption="contrast",
+        ranges=HparamRanges(steps=(20, 40), subset=(500, 1000)),
+    )
+    make_classifier_zoo(out, "fashion-mnist", count=24, config=config, shard_size=24)
+    return out

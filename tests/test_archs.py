@@ -16,9 +16,8 @@ import pytest
 import torch
 import yaml
 
-from dwscli.data.classifier_train import ClassifierZooConfig, HparamRanges
 from dwscli.data.zoo import Zoo
-from dwscli.data.zoo_make import InrZooConfig, make_classifier_zoo, make_inr_zoo
+from dwscli.data.zoo_make import InrZooConfig, make_inr_zoo
 from dwscli.errors import DwsError
 from dwscli.nn.baselines.nfn import HNPLinear, NPLinear
 from dwscli.nn.equivariance import equivariance_error
@@ -316,20 +315,6 @@ def inr_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("zoos") / "inr"
     config = InrZooConfig(spec="2-8-8-1:sine;w0=30", steps=10, chunk=24, compiled=False)
     make_inr_zoo(out, "mnist", count=24, config=config, shard_size=24)
-    return out
-
-
-@pytest.fixture(scope="module")
-def da_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("zoos") / "clf-da"
-    config = ClassifierZooConfig(
-        spec="16-8-8-10:relu",
-        pool=7,
-        chunk=24,
-        eval_corruption="contrast",
-        ranges=HparamRanges(steps=(20, 40), subset=(500, 1000)),
-    )
-    make_classifier_zoo(out, "fashion-mnist", count=24, config=config, shard_size=24)
     return out
 
 

@@ -410,31 +410,13 @@ def test_tables_from_records_with_a_baseline_a_tie_and_a_failure(
     assert table[3]["error"] == "training diverged" and table[3]["test_accuracy"] == ""
 
 
-@pytest.fixture(scope="module")
-def clf_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 tiny Fashion-MNIST classifiers, also scored on the contrast domain."""
-    from dwscli.data.classifier_train import ClassifierZooConfig, HparamRanges
-    from dwscli.data.zoo_make import make_classifier_zoo
-
-    out = tmp_path_factory.mktemp("zoos") / "clf"
-    config = ClassifierZooConfig(
-        spec="16-8-8-10:relu",
-        pool=7,
-        chunk=24,
-        eval_corruption="contrast",
-        ranges=HparamRanges(steps=(20, 40), subset=(500, 1000)),
-    )
-    make_classifier_zoo(out, "fashion-mnist", count=24, config=config, shard_size=24)
-    return out
-
-
 @pytest.mark.parametrize(
     "path",
     sorted((Path(__file__).resolve().parents[1] / "configs" / "compare").glob("*.yaml")),
     ids=lambda p: p.stem,
 )
 def test_committed_compare_configs_plan(
-    path: Path, inr_zoo: Path, clf_zoo: Path, tmp_path: Path
+    path: Path, inr_zoo: Path, da_zoo: Path, tmp_path: Path
 ) -> None:
     """Every committed compare config parses (its zoo pointed at a tiny zoo of the same kind)
     and plans a valid run for each arch it names."""
@@ -444,7 +426,7 @@ def test_committed_compare_configs_plan(
     data = yaml.safe_load(path.read_text())
     assert data["zoo"].startswith("zoos/")
     section = parse_compare_section(data.pop("compare"), str(path))
-    tiny = inr_zoo if "inr" in data["zoo"] else clf_zoo
+    tiny = inr_zoo if "inr" in data["zoo"] else da_zoo
     base = TrainConfig.from_dict({**data, "zoo": str(tiny)}, source=str(path))
     assert section.archs and set(section.archs) <= set(ARCHS)
     check_model_kinds(base, section.archs)  # what dws compare checks before any training
