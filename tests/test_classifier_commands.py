@@ -154,6 +154,31 @@ def test_adapt_refuses_to_overwrite_and_needs_one_destination(tmp_path, capfd) -
     assert code == 2
 
 
+def test_adapt_never_writes_two_inputs_to_one_file(tmp_path, capfd) -> None:
+    """Two inputs with one file name into one --out-dir: the first is written, the second is a
+    per-file error, even with --force (which replaces only files from before the run)."""
+    from safetensors.torch import load_file
+
+    card = _write_processor(tmp_path, "adapt", "adapt")
+    first = _nets(tmp_path / "a", 1)[0]
+    second = _nets(tmp_path / "b", 2)[1].rename(tmp_path / "b" / first.name)
+    out = tmp_path / "out"
+    args = ["adapt", str(first), str(second), "-p", str(card), "--out-dir", str(out), "--force"]
+    code, out_text, err = _run([*args, "--json"], capfd)
+    assert code == 1
+    assert "already written" in err and str(second) in err
+    assert [Path(r["input"]) for r in json.loads(out_text)] == [first]
+    written = load_file(str(out / first.name))
+    alone = {}
+    for name, path in (("first", first), ("second", second)):
+        target = tmp_path / f"{name}.safetensors"
+        assert _run(["adapt", str(path), "-p", str(card), "-o", str(target)], capfd)[0] == 0
+        alone[name] = load_file(str(target))
+    # the file in out/ is the first input's adaptation (up to batching round-off), not the second's
+    assert all(torch.allclose(written[k], alone["first"][k], atol=1e-5) for k in written)
+    assert not all(torch.allclose(written[k], alone["second"][k], atol=1e-3) for k in written)
+
+
 def test_processor_of_the_wrong_task_is_refused(tmp_path, capfd) -> None:
     card = _write_processor(tmp_path, "adapt", "adapt")
     paths = _nets(tmp_path / "nets", 1)

@@ -24,19 +24,19 @@ from dwscli.processors.inr_checks import (
     DEFAULT_CLASSIFIER,
     DEFAULT_EMBEDDER,
     EDIT_PROCESSOR_PATTERN,
+    Item,
     ProcessorUnavailable,
     card_section,
     chunks,
     load_items,
     open_inr_processor,
     output_type,
-    report,
     require,
     shown_value,
     stack,
 )
 from dwscli.processors.loading import Processor
-from dwscli.processors.run import ErrorHandler, output_path_for
+from dwscli.processors.run import ErrorHandler, output_path_for, transform_and_write
 from dwscli.runtime import resolve_device
 from dwscli.weights.checkpoint import Checkpoint
 from dwscli.weights.space import WeightSpace
@@ -259,8 +259,6 @@ def edit(
     ``force`` overwrites existing outputs and runs INRs whose conventions differ from the card.
     Rows: ``{"input", "output"}`` in input order.
     """
-    from dwscli.weights.checkpoint import save_checkpoint
-
     target = resolve_device(device)
     editor = _open_editor(op, processor, target)
     op = op or str(_edit_section(editor).get("op") or "")
@@ -276,42 +274,28 @@ def edit(
         "processor": editor.name,
         "processor_version": str(editor.card.get("version", "")),
     }
-    rows: dict[int, dict[str, Any]] = {}
     shown: list[tuple[Checkpoint, WeightSpace]] = []
-    taken: dict[Path, Path] = {}  # destination -> the input written there in this run
-    with torch.no_grad():
-        for chunk in chunks(items, batch_size):
-            edited = editor.model(stack(chunk, target)).to("cpu")
-            for row, item in enumerate(chunk):
-                checkpoint = item.checkpoint
-                new = checkpoint.constrain(edited[row])
-                destination = destinations[item.index]
-                try:
-                    if destination in taken:
-                        raise DwsError(
-                            f"{checkpoint.path}: its output {destination} was already written "
-                            f"for {taken[destination]} in this run",
-                            hint="inputs with the same file name need separate --out-dir runs",
-                        )
-                    written = save_checkpoint(
-                        destination,
-                        checkpoint,
-                        space=new,
-                        provenance=provenance,
-                        force=force,
-                    )
-                except DwsError as error:
-                    report(checkpoint.path, error, fail_fast, on_error)
-                    continue
-                taken[destination] = checkpoint.path
-                rows[item.index] = {"input": str(checkpoint.path), "output": str(written)}
-                if preview is not None and len(shown) < PREVIEW_ROWS:
-                    shown.append((checkpoint, new))
-            if progress:
-                progress(len(chunk))
+
+    def keep_for_preview(item: Item, new: WeightSpace) -> None:
+        if preview is not None and len(shown) < PREVIEW_ROWS:
+            shown.append((item.checkpoint, new))
+
+    rows = transform_and_write(
+        items,
+        editor.model,
+        destinations,
+        provenance,
+        device=target,
+        batch_size=batch_size,
+        force=force,
+        fail_fast=fail_fast,
+        on_error=on_error,
+        progress=progress,
+        written_hook=keep_for_preview,
+    )
     if preview is not None and shown:
         write_preview(preview, shown, editor, op, force=force)
-    return [rows[k] for k in sorted(rows)]
+    return rows
 
 
 def write_preview(

@@ -23,9 +23,8 @@ import torch
 from dwscli.errors import DwsError
 from dwscli.processors import loading
 from dwscli.processors.loading import Processor
-from dwscli.processors.run import ErrorHandler, check_fits
+from dwscli.processors.run import ErrorHandler, check_fits, report, stack
 from dwscli.weights.checkpoint import Checkpoint, load_checkpoint
-from dwscli.weights.space import WeightSpace
 
 #: Shipped processor names, trained with ``dws train configs/<name>.yaml``.
 CLASSIFIERS_BY_DATASET = {"mnist": "mnist-inr-classify", "fashion-mnist": "fmnist-inr-classify"}
@@ -161,12 +160,6 @@ class Item:
     processor: Processor
 
 
-def report(path: Path, error: DwsError, fail_fast: bool, on_error: ErrorHandler | None) -> None:
-    if fail_fast or on_error is None:
-        raise error
-    on_error(path, error)
-
-
 def load_items(
     paths: Iterable[Path],
     choose: Callable[[Checkpoint], Processor],
@@ -205,10 +198,6 @@ def chunks(items: list[Item], batch_size: int) -> Iterator[list[Item]]:
     for group in groups.values():
         for start in range(0, len(group), batch_size):
             yield group[start : start + batch_size]
-
-
-def stack(chunk: list[Item], device: torch.device) -> WeightSpace:
-    return WeightSpace.stack([item.checkpoint.space for item in chunk]).to(device, torch.float32)
 
 
 __all__ = [

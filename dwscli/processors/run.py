@@ -8,10 +8,10 @@ chunks. A file that cannot be read or does not fit is reported through ``on_erro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -49,10 +49,30 @@ def check_fits(checkpoint: Checkpoint, processor: Processor) -> None:
         )
 
 
+class Input(Protocol):
+    """A checkpoint read for a run, with its position in the input list."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def checkpoint(self) -> Checkpoint: ...
+
+
+InputT = TypeVar("InputT", bound=Input)
+
+
 @dataclass
 class Loaded:
     index: int  # position in the input list
     checkpoint: Checkpoint
+
+
+def report(path: Path, error: DwsError, fail_fast: bool, on_error: ErrorHandler | None) -> None:
+    """A per-file error: raised (``fail_fast``, or nobody to tell) or handed to ``on_error``."""
+    if fail_fast or on_error is None:
+        raise error
+    on_error(path, error)
 
 
 def load_fitting(
@@ -68,17 +88,15 @@ def load_fitting(
             checkpoint = load_checkpoint(path)
             check_fits(checkpoint, processor)
         except DwsError as error:
-            if fail_fast or on_error is None:
-                raise
-            on_error(Path(path), error)
+            report(Path(path), error, fail_fast, on_error)
             continue
         loaded.append(Loaded(index, checkpoint))
     return loaded
 
 
-def batches(loaded: list[Loaded], batch_size: int) -> Iterator[list[Loaded]]:
+def batches(loaded: Sequence[InputT], batch_size: int) -> Iterator[list[InputT]]:
     """Chunks of checkpoints with identical widths (so they stack), input order within."""
-    groups: dict[tuple[int, ...], list[Loaded]] = {}
+    groups: dict[tuple[int, ...], list[InputT]] = {}
     for item in loaded:
         groups.setdefault(item.checkpoint.spec.widths, []).append(item)
     for group in groups.values():
@@ -86,7 +104,7 @@ def batches(loaded: list[Loaded], batch_size: int) -> Iterator[list[Loaded]]:
             yield group[start : start + batch_size]
 
 
-def stack(chunk: list[Loaded], device: torch.device) -> WeightSpace:
+def stack(chunk: Sequence[Input], device: torch.device) -> WeightSpace:
     return WeightSpace.stack([item.checkpoint.space for item in chunk]).to(device, torch.float32)
 
 
@@ -153,41 +171,79 @@ def adapt(
 
     Outputs keep each input's keys, dtypes and metadata, plus provenance (processor, version).
     """
-    from dwscli.weights.checkpoint import save_checkpoint
-
     target = resolve_device(device)
     model_processor = open_processor(processor, "adapt", target)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     destinations = [output_path_for(Path(p), output, out_dir, len(paths)) for p in paths]
     loaded = load_fitting(paths, model_processor, fail_fast=fail_fast, on_error=on_error)
-    rows: dict[int, dict[str, Any]] = {}
-    model = model_processor.model
     provenance = {
         "operation": "adapt",
         "processor": model_processor.name,
         "processor_version": str(model_processor.card.get("version", "")),
         "target_domain": str(model_processor.card.get("target_domain", "")),
     }
+    return transform_and_write(
+        loaded,
+        model_processor.model,
+        destinations,
+        provenance,
+        device=target,
+        batch_size=batch_size,
+        force=force,
+        fail_fast=fail_fast,
+        on_error=on_error,
+        progress=progress,
+    )
+
+
+def transform_and_write(
+    inputs: Sequence[InputT],
+    model: Callable[[WeightSpace], WeightSpace],
+    destinations: Sequence[Path],
+    provenance: Mapping[str, str],
+    *,
+    device: torch.device,
+    batch_size: int = 1024,
+    force: bool = False,
+    fail_fast: bool = False,
+    on_error: ErrorHandler | None = None,
+    progress: Callable[[int], None] | None = None,
+    written_hook: Callable[[InputT, WeightSpace], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run a weights -> weights ``model`` over the inputs in stacked batches and write each
+    result to ``destinations[input.index]`` (the input's keys, dtypes and metadata, plus
+    ``provenance``). Two inputs bound for one file in the same run are an error for the second
+    (even with ``force``, which only replaces files from before the run). ``written_hook`` sees
+    each written input with its new weights. Rows ``{"input", "output"}``, in input order."""
+    from dwscli.weights.checkpoint import save_checkpoint
+
+    rows: dict[int, dict[str, Any]] = {}
+    taken: dict[Path, Path] = {}  # destination -> the input written there in this run
     with torch.no_grad():
-        for chunk in batches(loaded, batch_size):
-            adapted = model(stack(chunk, target)).to("cpu")
+        for chunk in batches(inputs, batch_size):
+            outputs = model(stack(chunk, device)).to("cpu")
             for row, item in enumerate(chunk):
                 checkpoint = item.checkpoint
+                new = checkpoint.constrain(outputs[row])
+                destination = destinations[item.index]
                 try:
+                    if destination in taken:
+                        raise DwsError(
+                            f"{checkpoint.path}: its output {destination} was already written "
+                            f"for {taken[destination]} in this run",
+                            hint="inputs with the same file name need separate --out-dir runs",
+                        )
                     written = save_checkpoint(
-                        destinations[item.index],
-                        checkpoint,
-                        space=checkpoint.constrain(adapted[row]),
-                        provenance=provenance,
-                        force=force,
+                        destination, checkpoint, space=new, provenance=provenance, force=force
                     )
                 except DwsError as error:
-                    if fail_fast or on_error is None:
-                        raise
-                    on_error(checkpoint.path, error)
+                    report(checkpoint.path, error, fail_fast, on_error)
                     continue
+                taken[destination] = checkpoint.path
                 rows[item.index] = {"input": str(checkpoint.path), "output": str(written)}
+                if written_hook is not None:
+                    written_hook(item, new)
             if progress:
                 progress(len(chunk))
     return [rows[k] for k in sorted(rows)]
