@@ -34,6 +34,13 @@ FailFastOption = Annotated[
 BatchOption = Annotated[
     int, typer.Option("--batch-size", min=1, help="Checkpoints per forward pass.")
 ]
+OutputOption = Annotated[
+    str | None, typer.Option("--output", "-o", metavar="OUT", help="Output (one input).")
+]
+OutDirOption = Annotated[
+    str | None,
+    typer.Option("--out-dir", metavar="DIR", help="Directory for the outputs (same names)."),
+]
 PROGRESS_FROM = 200  # show a progress bar for at least this many checkpoints
 
 

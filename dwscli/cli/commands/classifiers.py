@@ -11,6 +11,8 @@ from dwscli.cli.batch import (
     BatchOption,
     DeviceOption,
     FailFastOption,
+    OutDirOption,
+    OutputOption,
     PathsArgument,
     ProcessorOption,
     finish,
@@ -64,13 +66,8 @@ def predict_accuracy_command(
 
 def adapt_command(
     paths: PathsArgument,
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", metavar="OUT", help="Output (one input).")
-    ] = None,
-    out_dir: Annotated[
-        str | None,
-        typer.Option("--out-dir", metavar="DIR", help="Directory for the outputs (same names)."),
-    ] = None,
+    output: OutputOption = None,
+    out_dir: OutDirOption = None,
     processor: ProcessorOption = None,
     force: ForceOption = False,
     json_output: JsonOption = False,

@@ -15,6 +15,8 @@ from dwscli.cli.batch import (
     BatchOption,
     DeviceOption,
     FailFastOption,
+    OutDirOption,
+    OutputOption,
     PathsArgument,
     ProcessorOption,
     finish,
@@ -129,13 +131,8 @@ def edit_command(
             "--op", metavar="OP", help="The edit (dilate, …): uses processor mnist-inr-OP."
         ),
     ] = None,
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", metavar="OUT", help="Output (one input).")
-    ] = None,
-    out_dir: Annotated[
-        str | None,
-        typer.Option("--out-dir", metavar="DIR", help="Directory for the outputs (same names)."),
-    ] = None,
+    output: OutputOption = None,
+    out_dir: OutDirOption = None,
     processor: ProcessorOption = None,
     preview: Annotated[
         str | None,
