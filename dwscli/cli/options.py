@@ -9,6 +9,13 @@ import typer
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Write the result as JSON on stdout (for scripts).")
 ]
+ThreadsOption = Annotated[
+    int | None, typer.Option("--threads", min=1, help="CPU threads for torch (default: torch's).")
+]
+TrainDeviceOption = Annotated[
+    str | None,
+    typer.Option("--device", metavar="auto|cpu|cuda", help="Overrides train.device."),
+]
 SeedOption = Annotated[
     int | None,
     typer.Option("--seed", help="Random seed; without it one is drawn and reported.", min=0),

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dwscli.cli.commands import doc_help
-from dwscli.cli.options import JsonOption
+from dwscli.cli.options import JsonOption, ThreadsOption, TrainDeviceOption
 from dwscli.cli.output import Output, make_table, stderr_console
 
 if TYPE_CHECKING:
@@ -123,14 +123,8 @@ def compare_command(
         int | None,
         typer.Option("--max-train-nets", min=1, help="Overrides train.max_train_nets."),
     ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option("--device", metavar="auto|cpu|cuda", help="Overrides train.device."),
-    ] = None,
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", min=1, help="CPU threads for torch (default: torch's)."),
-    ] = None,
+    device: TrainDeviceOption = None,
+    threads: ThreadsOption = None,
     resume: Annotated[
         bool,
         typer.Option(

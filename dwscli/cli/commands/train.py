@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dwscli.cli.commands import doc_help
-from dwscli.cli.options import JsonOption
+from dwscli.cli.options import JsonOption, ThreadsOption, TrainDeviceOption
 from dwscli.cli.output import Output, key_value_table, make_table, stderr_console
 
 if TYPE_CHECKING:
@@ -159,14 +159,8 @@ def train_command(
             help="Continue from <output>/<name>.last.pt when it exists, or start over.",
         ),
     ] = True,
-    device: Annotated[
-        str | None,
-        typer.Option("--device", metavar="auto|cpu|cuda", help="Overrides train.device."),
-    ] = None,
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", min=1, help="CPU threads for torch (default: torch's)."),
-    ] = None,
+    device: TrainDeviceOption = None,
+    threads: ThreadsOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Train a weight-space processor as CONFIG.yaml says and write it as

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from dwscli.cli.commands import add_commands
-from dwscli.cli.options import ForceOption, JsonOption
+from dwscli.cli.options import ForceOption, JsonOption, ThreadsOption
 from dwscli.cli.output import Output, key_value_table, make_table, progress_bar
 
 zoo_app = typer.Typer(
@@ -33,9 +33,6 @@ ShardOption = Annotated[
 ]
 ShardSizeOption = Annotated[
     int | None, typer.Option("--shard-size", min=1, help="Nets per shard file (default: ~16 MB).")
-]
-ThreadsOption = Annotated[
-    int | None, typer.Option("--threads", min=1, help="CPU threads for torch (default: torch's).")
 ]
 
 
