@@ -106,14 +106,19 @@ def _mean_std(text: str) -> tuple[float, float | None]:
 def test_markdown_table_has_one_row_per_arch_with_numbers(compared: tuple[Path, Path, Any]) -> None:
     _, out, _ = compared
     header, rows = _table((out / "results.md").read_text())
-    assert header == ["arch", "accuracy", "parameters", "train time (s)", "runs"]
+    assert header == ["arch", "accuracy", "train accuracy", "parameters", "train time (s)", "runs"]
     assert [row[0] for row in rows] == ARCH_NAMES
-    for arch, accuracy, parameters, seconds, runs in rows:
+    for arch, accuracy, train_accuracy, parameters, seconds, runs in rows:
         cards = [_card(out, arch, s) for s in range(SEEDS)]
         values = [c["metrics"]["test"]["accuracy"] for c in cards]
         mean, std = _mean_std(accuracy)
         assert mean == pytest.approx(statistics.fmean(values), abs=1e-4)
         assert std == pytest.approx(statistics.stdev(values), abs=1e-4)
+        # the training metric sits beside the test metric: the cards' training-sample accuracy
+        train_values = [c["metrics"]["train"]["accuracy"] for c in cards]
+        train_mean, train_std = _mean_std(train_accuracy)
+        assert train_mean == pytest.approx(statistics.fmean(train_values), abs=1e-4)
+        assert train_std == pytest.approx(statistics.stdev(train_values), abs=1e-4)
         assert int(parameters) == cards[0]["model"]["parameters"] > 0
         assert _mean_std(seconds)[0] > 0
         assert runs == f"{SEEDS}/{SEEDS}"
@@ -355,6 +360,7 @@ def test_tables_from_records_with_a_baseline_a_tie_and_a_failure(
             "trained",
             test={"accuracy": accuracy, "loss": 1.0 - accuracy},
             val={"accuracy": accuracy},
+            train={"accuracy": min(1.0, accuracy + 0.2)},
             parameters=100,
             seconds=2.0 + seed,
             baselines={"statnn": {"accuracy": baseline}},
@@ -389,9 +395,11 @@ def test_tables_from_records_with_a_baseline_a_tie_and_a_failure(
     )
     _, rows = _table(markdown(result, base, plan_runs(base, ["dws", "mlp"], 2, tmp_path)))
     assert rows == [
-        ["dws", "**0.6000 ± 0.1414**", "100", "2.5 ± 0.7", "2/2"],
-        ["mlp", "**0.6000**", "100", "2.0", "1/2"],  # a tie: both bold; one run: no std
-        ["baseline:statnn", "0.3500 ± 0.0707", "n/a", "n/a", "2/2"],
+        ["dws", "**0.6000 ± 0.1414**", "0.8000 ± 0.1414", "100", "2.5 ± 0.7", "2/2"],
+        # a tie: both bold; one run: no std
+        ["mlp", "**0.6000**", "0.8000", "100", "2.0", "1/2"],
+        # the trainer's baselines have no training-sample metric
+        ["baseline:statnn", "0.3500 ± 0.0707", "n/a", "n/a", "n/a", "2/2"],
     ]
     table = list(csv.DictReader(io.StringIO(csv_text(result))))
     assert [(r["arch"], r["seed"], r["status"]) for r in table] == [

@@ -47,6 +47,8 @@ class RunRecord:
     processor: Path | None = None
     test: dict[str, float] = field(default_factory=dict)
     val: dict[str, float] = field(default_factory=dict)
+    #: the best model's metrics on the fixed training sample (empty for older cards)
+    train: dict[str, float] = field(default_factory=dict)
     parameters: int | None = None
     seconds: float | None = None
     best_epoch: int | None = None
@@ -169,6 +171,7 @@ def record_from_card(run: RunPlan, card: Mapping[str, Any], status: RunStatus) -
         processor=run.config.processor_path,
         test=_floats(metrics.get("test")),
         val=_floats(metrics.get("val")),
+        train=_floats(metrics.get("train")),
         parameters=(card.get("model") or {}).get("parameters"),
         seconds=training.get("seconds"),
         best_epoch=training.get("best_epoch"),

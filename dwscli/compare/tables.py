@@ -73,6 +73,7 @@ def summarise(
     for arch in archs:
         done = [r for r in records if r.arch == arch and r.ok]
         mean, std = _stats([r.test for r in done], metrics)
+        train_mean, train_std = _stats([r.train for r in done], metrics)
         seconds = mean_std([r.seconds for r in done if r.seconds is not None])
         parameters = {r.parameters for r in done if r.parameters is not None}
         rows.append(
@@ -83,6 +84,8 @@ def summarise(
                 "planned": seeds,
                 "mean": mean,
                 "std": std,
+                "train_mean": train_mean,
+                "train_std": train_std,
                 "parameters": max(parameters) if parameters else None,
                 "seconds_mean": seconds[0],
                 "seconds_std": seconds[1],
@@ -98,6 +101,8 @@ def summarise(
                 "planned": seeds,
                 "mean": mean,
                 "std": std,
+                "train_mean": {},
+                "train_std": {},
                 "parameters": None,
                 "seconds_mean": math.nan,
                 "seconds_std": math.nan,
@@ -157,7 +162,8 @@ def markdown(result: CompareResult, base: TrainConfig, runs: Sequence[RunPlan]) 
     lines = [f"# dws compare: {result.name}", ""]
     lines += _context_lines(result, base, runs)
     best = _best_systems(result)
-    header = ["arch", *shown, "parameters", "train time (s)", "runs"]
+    train_column = f"train {result.best_metric}"
+    header = ["arch", *shown, train_column, "parameters", "train time (s)", "runs"]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
     for row in result.summary:
         cells = [row["system"]]
@@ -166,6 +172,13 @@ def markdown(result: CompareResult, base: TrainConfig, runs: Sequence[RunPlan]) 
             if name == result.best_metric and row["system"] in best:
                 text = f"**{text}**"
             cells.append(text)
+        best_metric = result.best_metric
+        cells.append(
+            cell(
+                row["train_mean"].get(best_metric, math.nan),
+                row["train_std"].get(best_metric, math.nan),
+            )
+        )
         cells.append("n/a" if row["parameters"] is None else str(row["parameters"]))
         cells.append(cell(row["seconds_mean"], row["seconds_std"], 1))
         cells.append(f"{row['runs']}/{row['planned']}")
@@ -237,12 +250,14 @@ def _zoo_info(result: CompareResult) -> dict[str, Any]:
 
 def csv_text(result: CompareResult) -> str:
     val_names = list(dict.fromkeys(k for r in result.runs for k in r.val))
+    train_names = list(dict.fromkeys(k for r in result.runs for k in r.train))
     columns = [
         "arch",
         "seed",
         "status",
         *(f"test_{m}" for m in result.metrics),
         *(f"val_{m}" for m in val_names),
+        *(f"train_{m}" for m in train_names),
         "parameters",
         "seconds",
         "best_epoch",
@@ -263,6 +278,7 @@ def csv_text(result: CompareResult) -> str:
         row: dict[str, Any] = {"arch": record.arch, "seed": record.seed, "status": record.status}
         row.update({f"test_{m}": record.test.get(m) for m in result.metrics})
         row.update({f"val_{m}": record.val.get(m) for m in val_names})
+        row.update({f"train_{m}": record.train.get(m) for m in train_names})
         row.update(
             parameters=record.parameters,
             seconds=record.seconds,

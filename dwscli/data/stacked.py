@@ -99,6 +99,34 @@ def siren_init(spec: MLPSpec, n: int, generator: torch.Generator) -> WeightSpace
     return WeightSpace(weights, biases, spec)
 
 
+def dwsnets_init(spec: MLPSpec, n: int, generator: torch.Generator) -> WeightSpace:
+    """The DWSNets authors' INR initialisation for ``n`` sine nets.
+
+    Every sine layer, the first included, is drawn U(-sqrt(6/d_in)/w0, sqrt(6/d_in)/w0) with zero
+    biases; the plain linear output layer gets torch's ``nn.Linear`` default, U(-1/sqrt(d_in),
+    1/sqrt(d_in)) for weights and bias. With w0 = 30 and two inputs the first layer starts about
+    10x smaller than SIREN's usual U(-1/d_in, 1/d_in), so fitting moves it far from its start and
+    the weights carry the image rather than the random draw.
+    """
+    from dwscli.weights.functional import sine_frequencies
+
+    w0_first, w0_hidden = sine_frequencies(spec)
+    weights, biases = [], []
+    last = spec.depth - 1
+    for layer, (d_out, d_in) in enumerate(spec.weight_shapes):
+        if layer == last:
+            bound = bias_bound = 1.0 / math.sqrt(d_in)
+        else:
+            bound = math.sqrt(6.0 / d_in) / (w0_first if layer == 0 else w0_hidden)
+            bias_bound = 0.0
+        weights.append((torch.rand(n, d_out, d_in, generator=generator) * 2 - 1) * bound)
+        biases.append((torch.rand(n, d_out, generator=generator) * 2 - 1) * bias_bound)
+    return WeightSpace(weights, biases, spec)
+
+
+INITS = {"siren": siren_init, "dwsnets": dwsnets_init}
+
+
 def kaiming_init(
     spec: MLPSpec, n: int, generator: torch.Generator, scale: Tensor | float = 1.0
 ) -> WeightSpace:

@@ -366,6 +366,8 @@ class Zoo:
         }
         if self.meta.dataset is not None:
             meta["dws.zoo.dataset"] = self.meta.dataset
+        if self.meta.kind == "inr" or "recipe" in self.meta.config:
+            meta["dws.zoo.recipe"] = str(self.meta.config.get("recipe", "default"))
         split = self.split_of(net)
         if split is not None:
             meta["dws.zoo.split"] = split

@@ -18,6 +18,7 @@ import torch
 from dwscli.data.classifier_train import ClassifierZooConfig
 from dwscli.data.zoo import Zoo, ZooWriter, net_generator, net_id, select_part
 from dwscli.errors import DwsError
+from dwscli.weights.inr import InrConventions
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
 
@@ -38,30 +39,75 @@ class InrZooConfig:
     # every net starts from one SIREN initialisation (drawn from the zoo seed) instead of its
     # own: the nets then differ only by what fitting their images changed
     shared_init: bool = False
+    recipe: str = "default"  # the named preset these settings came from (see INR_RECIPES)
+    init: str = "siren"  # a key of dwscli.data.stacked.INITS
+    output_scale: float = 0.5  # pixel = output_offset + output_scale * net output
+    output_offset: float = 0.5
 
     def recorded(self) -> dict[str, object]:
-        """The config as ``zoo.json`` records it (``shared_init`` only when set, so zoos made
-        before the option existed keep their identity and still resume)."""
+        """The config as ``zoo.json`` records it. Options at their default are left out when
+        they were added after the first zoos were made (``shared_init``, ``recipe``, ``init``,
+        the output scaling), so those zoos keep their identity and still resume."""
         out = asdict(self)
-        if not self.shared_init:
-            out.pop("shared_init")
+        defaults = InrZooConfig()
+        for key in ("shared_init", "recipe", "init", "output_scale", "output_offset"):
+            if out[key] == getattr(defaults, key):
+                out.pop(key)
         return out
+
+    def conventions(self) -> InrConventions:
+        return InrConventions(
+            height=28, width=28, output_scale=self.output_scale, output_offset=self.output_offset
+        )
+
+
+# Named fitting recipes for ``dws zoo inrs --recipe``. ``dwsnets`` is the recipe the DWSNets
+# authors describe for their INR data: 2-32-32-1 SIRENs, every sine layer initialised
+# U(±sqrt(6/d)/w0) with zero biases, output + 0.5, Adam lr 5e-4, up to 1,000 full-image steps,
+# stopping at 40 dB. Its nets move far from their random start while fitting, so the weights
+# carry the image; with the ``default`` recipe they stay within a few percent of it.
+INR_RECIPES: dict[str, InrZooConfig] = {
+    "default": InrZooConfig(),
+    "dwsnets": InrZooConfig(
+        spec="2-32-32-1:sine;w0=30",
+        steps=1000,
+        psnr_target=40.0,
+        lr=5e-4,
+        recipe="dwsnets",
+        init="dwsnets",
+        output_scale=1.0,
+        output_offset=0.5,
+    ),
+}
+
+
+def inr_recipe(name: str, **overrides: object) -> InrZooConfig:
+    """The named recipe with ``overrides`` (options left at None keep the recipe's value)."""
+    from dataclasses import replace
+
+    if name not in INR_RECIPES:
+        raise DwsError(f"unknown INR recipe {name!r}; choose one of {', '.join(INR_RECIPES)}")
+    chosen = {key: value for key, value in overrides.items() if value is not None}
+    return replace(INR_RECIPES[name], **chosen)
 
 
 SHARED_INIT_INDEX = -1  # the "net index" whose generator draws a shared initialisation
 
 
 def _stacked_init(
-    spec: MLPSpec, indices: range, zoo_seed: int, *, shared: bool = False
+    spec: MLPSpec, indices: range, zoo_seed: int, *, shared: bool = False, init: str = "siren"
 ) -> WeightSpace:
-    """SIREN initialisation of nets ``indices``, each from its own per-net generator, or all
+    """Initialisation ``init`` of nets ``indices``, each from its own per-net generator, or all
     the same one (``shared``)."""
-    from dwscli.data.stacked import siren_init
+    from dwscli.data.stacked import INITS
 
+    if init not in INITS:
+        raise DwsError(f"unknown initialisation {init!r}; choose one of {', '.join(INITS)}")
+    draw = INITS[init]
     if shared:
-        one = siren_init(spec, 1, net_generator(zoo_seed, SHARED_INIT_INDEX))
+        one = draw(spec, 1, net_generator(zoo_seed, SHARED_INIT_INDEX))
         return WeightSpace.stack([one] * len(indices))
-    return WeightSpace.stack([siren_init(spec, 1, net_generator(zoo_seed, i)) for i in indices])
+    return WeightSpace.stack([draw(spec, 1, net_generator(zoo_seed, i)) for i in indices])
 
 
 def _pending_shards(
@@ -94,13 +140,18 @@ def make_inr_zoo(
     shard_size: int | None = None,
     part: str | None = None,
     progress: Progress | None = None,
+    test_first: bool = False,
 ) -> Zoo | None:
     """One SIREN per image of ``dataset``: the official train images first, then the test ones
     (``count`` takes the first ``count`` of that order; default all). Returns the finished zoo,
-    or None when only a part was made (``part="i/n"``)."""
+    or None when only a part was made (``part="i/n"``).
+
+    ``test_first`` makes the shards holding test images before the others. The zoo is the same
+    either way; an interrupted long run then already holds a complete test split to evaluate on.
+    """
     from dwscli.data.datasets import canonical_name, load_dataset
     from dwscli.data.inr_fit import fit_sines
-    from dwscli.weights.inr import InrConventions, psnr, render
+    from dwscli.weights.inr import psnr, render
 
     config = config or InrZooConfig()
     name = canonical_name(dataset)
@@ -112,7 +163,7 @@ def make_inr_zoo(
     spec = MLPSpec.parse(config.spec)
     if spec.input_dim != 2 or spec.output_dim != 1 or spec.activation != "sine":
         raise DwsError(f"an image SIREN is 2-...-1:sine, got {spec}")
-    conventions = InrConventions(height=28, width=28)
+    conventions = config.conventions()
     writer = ZooWriter(
         out,
         kind="inr",
@@ -132,7 +183,10 @@ def make_inr_zoo(
     )
     coords = conventions.coordinates()
     mse_target = 10 ** (-config.psnr_target / 10) / conventions.output_scale**2
-    for shard, nets in _pending_shards(writer, part, progress):
+    pending = list(_pending_shards(writer, part, progress))
+    if test_first:
+        pending.sort(key=lambda item: item[1].stop <= len(train))  # stable: test shards first
+    for shard, nets in pending:
         images = (
             torch.cat(
                 [
@@ -144,7 +198,7 @@ def make_inr_zoo(
             ).float()
             / 255.0
         )
-        init = _stacked_init(spec, nets, seed, shared=config.shared_init)
+        init = _stacked_init(spec, nets, seed, shared=config.shared_init, init=config.init)
         pieces, steps = [], []
         for start in range(0, len(nets), config.chunk):
             stop = min(start + config.chunk, len(nets))
@@ -167,6 +221,9 @@ def make_inr_zoo(
         space = WeightSpace.stack(pieces)
         quality = psnr(render(space, conventions), images)
         step_counts = torch.cat(steps)
+        hparams: dict[str, object] = {"lr": config.lr, "psnr_target": config.psnr_target}
+        if config.recipe != "default":
+            hparams["recipe"] = config.recipe
         records = []
         for row, i in enumerate(nets):
             in_train = i < len(train)
@@ -175,7 +232,7 @@ def make_inr_zoo(
             records.append(
                 {
                     "id": net_id(f"{name}-inr", i),
-                    "hparams": {"lr": config.lr, "psnr_target": config.psnr_target},
+                    "hparams": hparams,
                     "labels": {
                         "label": label,
                         "image_index": image_index,

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from dwscli.errors import DwsError
 from dwscli.nn.features import WSFeatures
+from dwscli.nn.heads import invariant_head
 from dwscli.nn.layers import (
     ChannelNorm,
     DWSLayer,
@@ -42,6 +43,9 @@ class DWSNetConfig:
     out_features: int = 1
     pooling: str = "mean"
     head_hidden: list[int] = field(default_factory=lambda: [128])
+    # normalisation of the pooled features before the head (see dwscli.nn.heads): "batch", or
+    # "none" as in processors trained before it existed
+    head_norm: str = "batch"
     # functional probes (invariant models): run each input net on this many learned inputs and
     # feed its outputs to the head beside the pooled DWS features (0: weights only)
     probes: int = 0
@@ -224,14 +228,8 @@ class InvariantDWSNet(_DWSTrunk):
         )
         self.probes = FunctionalProbes(spec, config) if config.probes > 0 else None
         probe_width = self.probes.out_features if self.probes is not None else 0
-        sizes = [self.pool.out_features + probe_width, *config.head_hidden]
-        head: list[nn.Module] = []
-        for a, b in zip(sizes[:-1], sizes[1:]):
-            head += [nn.Linear(a, b), activation_module(config.activation)]
-            if config.dropout > 0:
-                head.append(nn.Dropout(config.dropout))
-        head.append(nn.Linear(sizes[-1], config.out_features))
-        self.head = nn.Sequential(*head)
+        sizes = [self.pool.out_features + probe_width, *config.head_hidden, config.out_features]
+        self.head = invariant_head(sizes, config.activation, config.dropout, norm=config.head_norm)
 
     def embed(self, space: WeightSpace) -> Tensor:
         """The pooled invariant features (before the head): usable as an embedding."""

@@ -45,6 +45,9 @@ class Arch:
         """``(options, out_features)`` from a card's ``model.config`` (what :attr:`card_config`
         wrote); unknown or mistyped keys are one-line errors naming ``source``."""
         data = dict(config)
+        if "head_norm" in {f.name for f in fields(self.options_type)}:
+            # cards written before heads were normalised had none
+            data.setdefault("head_norm", "none")
         out_features = data.pop("out_features", 1)
         if not isinstance(out_features, int) or isinstance(out_features, bool):
             where = f"{source}: " if source else ""

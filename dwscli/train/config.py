@@ -65,13 +65,15 @@ class TrainSettings:
     max_train_nets: int | None = None  # a seeded subset of the training split
     normalizer_nets: int = 1000  # training nets the input normalisation is fitted on
     augment: AugmentSettings | None = None  # weight-space augmentations (dwscli.train.augment)
+    # warn when the training loss has not moved over this many validations (null: never)
+    stall_evals: int | None = 3
 
     def check(self, source: str | None) -> None:
         positive = ("epochs", "batch_size", "eval_every", "normalizer_nets")
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{source}: train.{key}: must be at least 1")
-        for key in ("eval_batch_size", "max_train_nets", "patience"):
+        for key in ("eval_batch_size", "max_train_nets", "patience", "stall_evals"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"{source}: train.{key}: must be at least 1 (or null)")

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from dwscli.data.zoo import Zoo
 from dwscli.errors import DwsError
+from dwscli.nn.heads import live_head_units
 from dwscli.train import card as cards
 from dwscli.train import data, distributed
 from dwscli.train.archs import get_arch
@@ -103,7 +104,9 @@ class Trainer:
             self.forward_model = DistributedDataParallel(
                 self.model,
                 device_ids=[device.index] if device.type == "cuda" else None,
-                broadcast_buffers=False,  # buffers (normalisation) never change in training
+                # the weight normalisation is fixed; head batch norms update their running
+                # statistics from the global batch, identically on every rank
+                broadcast_buffers=False,
             )
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay
@@ -318,6 +321,12 @@ class Trainer:
         record["lr"] = self.current_lr()
         if epoch % s.eval_every == 0 or epoch == s.epochs:
             val = self.evaluate(self.val_nets)
+            # the same metrics on the fixed training sample: a model that does not fit its own
+            # training nets shows as such beside its validation score
+            record["train"] = self.evaluate(self.train_nets, self.sample_positions)
+            live = self.live_head()
+            if live is not None:
+                record["live_head_units"] = [live[0], live[1]]
             score = self.task.score(val)
             better = self.best_score is None or score > self.best_score
             if better:
@@ -333,6 +342,38 @@ class Trainer:
         self.history.append(record)
         self.save()
         self.reporter.epoch(record)
+        self.warn_if_stalled()
+
+    def live_head(self) -> tuple[int, int] | None:
+        """Live units of the invariant head (see :func:`dwscli.nn.heads.live_head_units`) on
+        a batch of the training sample; None for models without one."""
+        size = self.settings.eval_batch_size or self.settings.batch_size
+        positions = self.sample_positions[: max(size, 2)]
+        space = self.train_nets.batch(positions).space.to(self.device)
+        self.model.eval()
+        return live_head_units(self.model, lambda: self.task.eval_forward(self.model, space))
+
+    def warn_if_stalled(self) -> None:
+        """Warn once when the training loss has not moved over the last ``stall_evals``
+        validations: a dead model (e.g. a head whose units no longer fire) looks like this."""
+        window = self.settings.stall_evals
+        if window is None or getattr(self, "_warned_stall", False):
+            return
+        losses = [r["train_loss"] for r in self.history if "val" in r and "train_loss" in r]
+        if len(losses) <= window:
+            return
+        recent = losses[-(window + 1) :]
+        spread = max(recent) - min(recent)
+        if spread > 1e-3 * max(abs(sum(recent) / len(recent)), 1e-8):
+            return
+        self._warned_stall = True
+        live = self.history[-1].get("live_head_units")
+        units = f"; live head units {live[0]}/{live[1]}" if live else ""
+        self.reporter.message(
+            f"warning: the training loss has not moved over the last {window} validations "
+            f"({recent[-1]:.4g}){units}: the model may be dead; check train.lr and the "
+            "model's head_norm"
+        )
 
     def finish(self, initial: dict[str, Any], resumed_from: int | None) -> TrainResult:
         config = self.config
@@ -342,7 +383,9 @@ class Trainer:
             self.model.load_state_dict(self.best_state)
         test = self.evaluate(self.test_nets)
         train_sample = self.evaluate(self.train_nets, self.sample_positions)
-        metrics = {"val": self.best_val, "test": test}
+        # "train": the best model on the fixed training sample, so a card (and a comparison
+        # table) shows whether the model fits its own training nets
+        metrics = {"train": train_sample, "val": self.best_val, "test": test}
         baselines = self.fit_baselines()
         card_path, weights_path = config.processor_path, config.weights_path
         if self.env.is_main:

@@ -34,7 +34,9 @@ class Reporter:
 
     def epoch(self, record: dict[str, Any]) -> None:
         """After every epoch: ``epoch``, ``train_loss``, ``lr``, ``seconds``, and when
-        validated ``val`` (metrics), ``best`` (bool), ``best_epoch``, ``best_val``."""
+        validated ``val`` (metrics), ``train`` (the same metrics on the fixed training sample),
+        ``live_head_units`` (``[alive, total]`` of an invariant head), ``best`` (bool),
+        ``best_epoch``, ``best_val``."""
 
     def message(self, text: str) -> None:
         """A note (resuming, early stopping, …)."""

@@ -110,10 +110,13 @@ class TrainProgress:
             f"best {self.best_metric} {_fmt(best.get(self.best_metric))} @{record['best_epoch']}"
         )
         val = f"  val {_metrics_text(record['val'])}" if "val" in record else ""
+        train = f"  train {_metrics_text(record['train'])}" if "train" in record else ""
+        live = record.get("live_head_units")
+        head = f"  head units {live[0]}/{live[1]} alive" if live else ""
         mark = " *" if record.get("best") else ""
         self._print(
             f"epoch {record['epoch']}/{self.epochs}  train loss {_fmt(record['train_loss'])}"
-            f"{val}{mark}  ({best_text}, {record['seconds']:.1f} s)"
+            f"{train}{val}{mark}{head}  ({best_text}, {record['seconds']:.1f} s)"
         )
         if self.progress is not None and self.task_id is not None:
             self.progress.update(self.task_id, best=best_text)

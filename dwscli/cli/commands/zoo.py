@@ -70,10 +70,23 @@ def inrs_command(
         int | None,
         typer.Option("--count", "-n", min=1, help="Nets (default: one per image, 70,000)."),
     ] = None,
-    steps: Annotated[int, typer.Option(help="Step budget per net.")] = 300,
-    psnr_target: Annotated[float, typer.Option(help="Stop a net at this PSNR (dB).")] = 35.0,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
-    spec: Annotated[str, typer.Option(help="SIREN spec.")] = "2-32-32-32-1:sine;w0=30",
+    recipe: Annotated[
+        str,
+        typer.Option(
+            "--recipe",
+            help="Fitting preset: 'default' (2-32-32-32-1, SIREN init, Adam 3e-3, <= 300 steps, "
+            "35 dB) or 'dwsnets' (the DWSNets authors' recipe: 2-32-32-1, small uniform init, "
+            "zero sine biases, output + 0.5, Adam 5e-4, <= 1,000 steps, 40 dB). The options "
+            "below override the preset.",
+        ),
+    ] = "default",
+    steps: Annotated[int | None, typer.Option(help="Step budget per net.")] = None,
+    psnr_target: Annotated[float | None, typer.Option(help="Stop a net at this PSNR (dB).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    spec: Annotated[str | None, typer.Option(help="SIREN spec.")] = None,
+    chunk: Annotated[
+        int | None, typer.Option(min=1, help="Nets fitted together (default 128).")
+    ] = None,
     compile_step: Annotated[
         bool, typer.Option("--compile/--no-compile", help="torch.compile the fitting step.")
     ] = True,
@@ -82,6 +95,14 @@ def inrs_command(
         typer.Option(
             "--shared-init/--own-init",
             help="Start every SIREN from one shared initialisation (default: each its own).",
+        ),
+    ] = False,
+    test_first: Annotated[
+        bool,
+        typer.Option(
+            "--test-first/--in-order",
+            help="Make the shards of the test images first (the zoo is the same; an "
+            "interrupted run already has its test split).",
         ),
     ] = False,
     seed: SeedOption = 0,
@@ -95,18 +116,20 @@ def inrs_command(
     last finished shard. The INR conventions (grid, coordinate range, output scaling, w0) are
     written into the zoo and into every exported checkpoint.
     """
-    from dwscli.data.zoo_make import InrZooConfig, make_inr_zoo
+    from dwscli.data.zoo_make import inr_recipe, make_inr_zoo
 
     _setup(threads)
-    config = InrZooConfig(
+    config = inr_recipe(
+        recipe,
         spec=spec,
         steps=steps,
         psnr_target=psnr_target,
         lr=lr,
+        chunk=chunk,
         compiled=compile_step,
         shared_init=shared_init,
     )
-    total = _part_size(count or 70_000, shard, shard_size, spec)
+    total = _part_size(count or 70_000, shard, shard_size, config.spec)
     _make(
         make_inr_zoo,
         f"INRs {dataset}",
@@ -118,6 +141,7 @@ def inrs_command(
         config=config,
         seed=seed,
         shard_size=shard_size,
+        test_first=test_first,
     )
 
 

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from dwscli.nn.baselines.common import BaselineModel, mlp, scale_parameters_
+from dwscli.nn.heads import invariant_head
 from dwscli.nn.layers import activation_module
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
@@ -43,6 +44,8 @@ class GraphOptions:
     head_hidden: list[int] = field(default_factory=lambda: [64])
     activation: str = "relu"
     dropout: float = 0.0
+    # normalisation of the pooled features before the head (dwscli.nn.heads): "batch" or "none"
+    head_norm: str = "batch"
     output_init_scale: float = 1e-2  # equivariant tasks: start near the identity
 
 
@@ -102,7 +105,11 @@ class NeuralGraph(BaselineModel):
         self.drop = nn.Dropout(options.dropout) if options.dropout > 0 else None
         if self.invariant:
             pooled = c * (2 if options.pooling == "mean+max" else 1)
-            self.head = mlp([pooled, *options.head_hidden, out_features], options.activation)
+            self.head = invariant_head(
+                [pooled, *options.head_hidden, out_features],
+                options.activation,
+                norm=options.head_norm,
+            )
         else:
             self.edge_out = nn.Linear(c, 1)
             self.node_out = nn.Linear(c, 1)

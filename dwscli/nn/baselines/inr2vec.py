@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from dwscli.nn.baselines.common import BaselineModel, mlp
+from dwscli.nn.heads import invariant_head
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
 
@@ -33,6 +34,8 @@ class Inr2VecOptions:
     head_hidden: list[int] = field(default_factory=lambda: [64])
     activation: str = "relu"
     dropout: float = 0.0
+    # normalisation of the pooled features before the head (dwscli.nn.heads): "batch" or "none"
+    head_norm: str = "batch"
 
 
 class Inr2Vec(BaselineModel):
@@ -56,7 +59,9 @@ class Inr2Vec(BaselineModel):
             for _, n_in in spec.weight_shapes
         )
         sizes = [hidden * spec.depth, *options.head_hidden, out_features]
-        self.head = mlp(sizes, options.activation, options.dropout)
+        self.head = invariant_head(
+            sizes, options.activation, options.dropout, norm=options.head_norm
+        )
 
     def embed(self, space: WeightSpace) -> Tensor:
         """The concatenated per-layer codes ``[B, L * hidden_features]``."""

@@ -29,6 +29,7 @@ from dwscli.nn.baselines.common import (
     scale_parameters_,
     split_flat,
 )
+from dwscli.nn.heads import invariant_head
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
 from dwscli.weights.symmetry import (
@@ -46,6 +47,8 @@ class MLPOptions:
     num_layers: int = 3  # hidden layers of the MLP
     activation: str = "relu"
     dropout: float = 0.0
+    # invariant tasks: normalisation of the flattened weights before the MLP (dwscli.nn.heads)
+    head_norm: str = "batch"
     output_init_scale: float = 1e-2  # equivariant tasks: start near the identity
 
 
@@ -58,7 +61,12 @@ class FlatMLP(BaselineModel):
         super().__init__(spec, kind, out_features, options)
         outputs = out_features if self.invariant else spec.num_parameters
         sizes = [spec.num_parameters, *[options.hidden_features] * options.num_layers, outputs]
-        self.net = mlp(sizes, options.activation, options.dropout)
+        if self.invariant:
+            self.net = invariant_head(
+                sizes, options.activation, options.dropout, norm=options.head_norm
+            )
+        else:
+            self.net = mlp(sizes, options.activation, options.dropout)
         if not self.invariant:
             scale_parameters_(self.net[-1], options.output_init_scale)
 

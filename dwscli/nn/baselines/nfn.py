@@ -30,8 +30,9 @@ import torch
 from torch import Tensor, nn
 
 from dwscli.errors import DwsError
-from dwscli.nn.baselines.common import BaselineModel, mlp, scale_parameters_
+from dwscli.nn.baselines.common import BaselineModel, scale_parameters_
 from dwscli.nn.features import WSFeatures
+from dwscli.nn.heads import invariant_head
 from dwscli.nn.layers import activation_module
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
@@ -261,6 +262,8 @@ class NPOptions:
     head_hidden: list[int] = field(default_factory=lambda: [64])
     activation: str = "relu"
     dropout: float = 0.0
+    # normalisation of the pooled features before the head (dwscli.nn.heads): "batch" or "none"
+    head_norm: str = "batch"
     output_init_scale: float = 1e-2  # equivariant tasks: start near the identity
 
 
@@ -275,6 +278,8 @@ class HNPOptions:
     head_hidden: list[int] = field(default_factory=lambda: [64])
     activation: str = "relu"
     dropout: float = 0.0
+    # normalisation of the pooled features before the head (dwscli.nn.heads): "batch" or "none"
+    head_norm: str = "batch"
     output_init_scale: float = 1e-2
 
 
@@ -328,7 +333,11 @@ class NeuralFunctional(BaselineModel):
                 [torch.zeros(1, o, width) for (o,) in spec.bias_shapes],
             )
             pooled = self.pool(probe).shape[-1]
-            self.head = mlp([pooled, *options.head_hidden, out_features], options.activation)
+            self.head = invariant_head(
+                [pooled, *options.head_hidden, out_features],
+                options.activation,
+                norm=options.head_norm,
+            )
         else:
             self.output = make(width, 1)
             scale_parameters_(self.output, options.output_init_scale)

@@ -27,9 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dwscli.errors import DwsError
-from dwscli.nn.baselines.common import BaselineModel, mlp, scale_parameters_
+from dwscli.nn.baselines.common import BaselineModel, scale_parameters_
 from dwscli.nn.baselines.nfn import NPLinear, np_pool
 from dwscli.nn.features import WSFeatures
+from dwscli.nn.heads import invariant_head
 from dwscli.nn.layers import activation_module
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
@@ -45,6 +46,8 @@ class NFTOptions:
     head_hidden: list[int] = field(default_factory=lambda: [64])
     activation: str = "relu"
     dropout: float = 0.0
+    # normalisation of the pooled features before the head (dwscli.nn.heads): "batch" or "none"
+    head_norm: str = "batch"
     output_init_scale: float = 1e-2  # equivariant tasks: start near the identity
 
 
@@ -131,7 +134,11 @@ class NeuralFunctionalTransformer(BaselineModel):
         )
         if self.invariant:
             pooled = 2 * spec.depth * channels
-            self.head = mlp([pooled, *options.head_hidden, out_features], options.activation)
+            self.head = invariant_head(
+                [pooled, *options.head_hidden, out_features],
+                options.activation,
+                norm=options.head_norm,
+            )
         else:
             self.output = NPLinear(spec, channels, 1)
             scale_parameters_(self.output, options.output_init_scale)

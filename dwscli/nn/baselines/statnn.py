@@ -14,7 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from dwscli.baselines.statnn import QUANTILES, weight_statistics
-from dwscli.nn.baselines.common import BaselineModel, mlp
+from dwscli.nn.baselines.common import BaselineModel
+from dwscli.nn.heads import invariant_head
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
 
@@ -27,6 +28,8 @@ class StatNNOptions:
     num_layers: int = 2  # hidden layers of the MLP
     activation: str = "relu"
     dropout: float = 0.0
+    # normalisation of the pooled features before the head (dwscli.nn.heads): "batch" or "none"
+    head_norm: str = "batch"
 
 
 class StatNNRegressor(BaselineModel):
@@ -42,7 +45,9 @@ class StatNNRegressor(BaselineModel):
         self.register_buffer("feature_mean", torch.zeros(count))
         self.register_buffer("feature_std", torch.ones(count))
         sizes = [count, *[options.hidden_features] * options.num_layers, out_features]
-        self.net = mlp(sizes, options.activation, options.dropout)
+        self.net = invariant_head(
+            sizes, options.activation, options.dropout, norm=options.head_norm
+        )
 
     def features(self, space: WeightSpace) -> Tensor:
         self.check_input(space)

@@ -17,7 +17,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from dwscli.nn.baselines.common import BaselineModel, mlp
+from dwscli.nn.baselines.common import BaselineModel
+from dwscli.nn.heads import invariant_head
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
 
@@ -33,6 +34,8 @@ class TransformerOptions:
     activation: Literal["relu", "gelu"] = "gelu"
     dropout: float = 0.0
     head_hidden: list[int] = field(default_factory=lambda: [64])
+    # normalisation of the pooled features before the head (dwscli.nn.heads): "batch" or "none"
+    head_norm: str = "batch"
 
 
 class WeightTransformer(BaselineModel):
@@ -63,7 +66,9 @@ class WeightTransformer(BaselineModel):
         self.encoder = nn.TransformerEncoder(
             layer, options.num_layers, norm=nn.LayerNorm(d), enable_nested_tensor=False
         )
-        self.head = mlp([d, *options.head_hidden, out_features], "relu", options.dropout)
+        self.head = invariant_head(
+            [d, *options.head_hidden, out_features], "relu", options.dropout, norm=options.head_norm
+        )
 
     def tokens(self, space: WeightSpace) -> Tensor:
         """``[B, d_1 + … + d_L, d_model]``: one token per neuron of layers 1..L."""
