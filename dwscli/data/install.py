@@ -143,9 +143,16 @@ def _run(name: str, argv: Sequence[str], *, cwd: Path | None = None, hint: str) 
     except OSError as exc:
         raise DwsError(f"{name}: cannot run {argv[0]} ({exc.strerror or exc})", hint=hint) from exc
     if result.returncode != 0:
-        lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
-        last = lines[-1] if lines else "no output"
-        raise DwsError(f"{name}: {shown} failed (exit {result.returncode}): {last}", hint=hint)
+        reason = _failure_line(result.stderr or result.stdout)
+        raise DwsError(f"{name}: {shown} failed (exit {result.returncode}): {reason}", hint=hint)
+
+
+def _failure_line(output: str) -> str:
+    """The line of a tool's output that says what went wrong: its last error line (pip's
+    ``ERROR:``/``error:``, apt's ``E:``), else its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.lower().startswith(("error", "e:"))]
+    return (errors or lines or ["no output"])[-1]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -327,3 +327,16 @@ def test_missing_fashion_mnist_names_both_places_and_the_install_command(tmp_pat
     user = tmp_path / "user/datasets/fashion-mnist"
     assert f"looked in {tmp_path / 'system'} and {user}" in message
     assert message.endswith("install it with: dws data install fashion-mnist")
+
+
+def test_the_error_line_of_a_tool_is_the_one_reported() -> None:
+    externally_managed = (
+        "error: externally-managed-environment\n\n× This environment is externally managed\n"
+        "note: If you believe this is a mistake, please contact your Python installation.\n"
+        "hint: See PEP 668 for the detailed specification.\n"
+    )
+    assert install._failure_line(externally_managed) == "error: externally-managed-environment"
+    apt = "Reading package lists...\nE: Unable to locate package x\nW: something else\n"
+    assert install._failure_line(apt) == "E: Unable to locate package x"
+    assert install._failure_line("just this\n") == "just this"
+    assert install._failure_line("") == "no output"
