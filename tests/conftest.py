@@ -36,7 +36,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.fixture(scope="session")
 def mnist_test_head():
-    """The first 16 official MNIST test images and labels (a 4 KB file committed under
+    """The first 16 official MNIST test images and labels (a 3 KB file committed under
     tests/fixtures, checked against the installed data set in tests/data/test_small_fixtures.py):
     for tests that need a few real digits, not the data set."""
     import numpy as np
