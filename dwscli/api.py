@@ -408,3 +408,27 @@ def compare(config: PathLike, archs: str | list[str], **options: Any) -> Any:
 
 
 __all__ += ["adapt", "classify", "compare", "edit", "embed", "predict_accuracy", "train"]
+
+
+def data_status(names: str | list[str] | None = None) -> list[dict[str, Any]]:
+    """Where each image data set is found (``dws data status``): rows ``{"dataset",
+    "installed", "location", "install"}``."""
+    from dwscli.data.install import data_status as run
+
+    return run([names] if isinstance(names, str) else names)
+
+
+def install_data(
+    names: str | list[str] | None = None, *, force: bool = False, **options: Any
+) -> list[dict[str, Any]]:
+    """Install MNIST and Fashion-MNIST where dws finds them (``dws data install``): rows
+    ``{"dataset", "action", "location"}``; already installed sets are left alone unless ``force``.
+
+        >>> api.install_data("fashion-mnist")  # doctest: +SKIP
+    """
+    from dwscli.data.install import install_datasets as run
+
+    return run([names] if isinstance(names, str) else names, force=force, **options)
+
+
+__all__ += ["data_status", "install_data"]

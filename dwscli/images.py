@@ -27,10 +27,8 @@ def image_grid(images: Tensor, *, columns: int | None = None, pad: int = 2) -> T
 
 def save_png(image: Tensor, path: str | Path, *, scale: int = 1, force: bool = False) -> Path:
     """Write a ``[H, W]`` grey image in [0, 1] as an 8-bit PNG, atomically."""
-    try:
-        from PIL import Image
-    except ImportError as error:
-        raise DwsError("writing PNG files needs pillow", hint="pip install 'dwscli[ml]'") from error
+    from PIL import Image
+
     pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
     picture = Image.fromarray(pixels, mode="L")
     if scale > 1:

@@ -29,3 +29,26 @@ def da_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     make_classifier_zoo(out, "fashion-mnist", count=24, config=config, shard_size=24)
     return out
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def mnist_test_head():
+    """The first 16 official MNIST test images and labels (a 3 KB file committed under
+    tests/fixtures, checked against the installed data set in tests/data/test_small_fixtures.py):
+    for tests that need a few real digits, not the data set."""
+    import numpy as np
+
+    from dwscli.data.datasets import DATASETS, ImageSet
+
+    with np.load(FIXTURES / "mnist-test-head.npz") as npz:
+        images, labels = npz["images"], npz["labels"]
+    return ImageSet(
+        images=torch.from_numpy(images),
+        labels=torch.from_numpy(labels.astype(np.int64)),
+        name="mnist",
+        split="test",
+        classes=list(DATASETS["mnist"].classes),
+    )

@@ -62,7 +62,7 @@ def test_examples_are_shipped_and_small() -> None:
         assert example_path(name).stat().st_size < 64_000
 
 
-def test_trained_examples_do_what_their_metadata_says() -> None:
+def test_trained_examples_do_what_their_metadata_says(mnist_test_head) -> None:
     """The classifier example reaches its recorded accuracy; the INR renders its digit."""
     from dwscli.data.classifier_train import ImageData, accuracy, preprocess
     from dwscli.data.datasets import load_dataset
@@ -78,7 +78,7 @@ def test_trained_examples_do_what_their_metadata_says() -> None:
     assert abs(measured - float(classifier.metadata["test_acc"])) < 1e-3 and measured > 0.8
     inr = load_checkpoint(example_path("mnist-inr"))
     image = render(inr.space, InrConventions.from_metadata(inr.metadata))
-    source = load_dataset("mnist", "test").float_images()[:1]
+    source = mnist_test_head.float_images()[:1]  # the example draws the first test digit
     assert float(psnr(image, source)[0]) > 30.0
 
 

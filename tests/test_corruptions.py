@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dwscli.data.corruptions import CORRUPTIONS, corrupt, corruption_names, parse_corruption
-from dwscli.data.datasets import FASHION_MNIST_DIR, load_dataset
+from dwscli.data.datasets import dataset_location, load_dataset
 from dwscli.errors import DwsError
 
 ACTIVE = [name for name in CORRUPTIONS if name != "none"]
@@ -174,8 +174,8 @@ def test_gaussian_noise_has_the_requested_std() -> None:
 
 
 @pytest.mark.skipif(
-    not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(),
-    reason="Fashion-MNIST not installed: apt-get install -y dataset-fashion-mnist",
+    dataset_location("fashion-mnist") is None,
+    reason="Fashion-MNIST not installed: dws data install fashion-mnist",
 )
 def test_defaults_hurt_a_fashion_mnist_classifier(tmp_path_factory: pytest.TempPathFactory) -> None:
     """A ridge-regression linear classifier (≈ 82 % clean) loses ≥ 10 points to every default."""

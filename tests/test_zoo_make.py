@@ -86,8 +86,8 @@ def test_stacked_adamw_equals_separate_optimisers() -> None:
         assert torch.allclose(stacked[k], singles[k].detach(), atol=1e-12)
 
 
-def test_fitted_inrs_reach_the_psnr_target_on_real_images() -> None:
-    images = load_dataset("mnist", "test").float_images()[:12]
+def test_fitted_inrs_reach_the_psnr_target_on_real_images(mnist_test_head) -> None:
+    images = mnist_test_head.float_images()[:12]
     conventions = InrConventions()
     spec = MLPSpec.parse("2-32-32-32-1:sine;w0=30")
     target_db = 30.0

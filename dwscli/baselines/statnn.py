@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dwscli.errors import DwsError
 from dwscli.weights.space import WeightSpace
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -38,10 +37,8 @@ def _regressor(samples: int):
     """The gradient-boosted trees. Leaves hold at least 20 nets (sklearn's default) once there
     are 200 or more; fewer nets get smaller leaves, else trees could not split at all (under 40
     nets) and every prediction would be the same."""
-    try:
-        from sklearn.ensemble import HistGradientBoostingRegressor
-    except ImportError as error:
-        raise DwsError("StatNN needs scikit-learn", hint="pip install 'dwscli[ml]'") from error
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
     return HistGradientBoostingRegressor(
         max_iter=500,
         learning_rate=0.05,

@@ -17,6 +17,7 @@ from dwscli import __version__
 from dwscli.cli.commands import (
     classifiers,
     compare,
+    data,
     equivariance,
     inrs,
     inspect,
@@ -113,6 +114,7 @@ for _module in (
     render,
     train,
     compare,
+    data,
 ):
     _module.register(app)
 

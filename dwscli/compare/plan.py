@@ -224,17 +224,6 @@ def check_model_kinds(base: TrainConfig, archs: Sequence[str]) -> None:
             )
 
 
-def check_plot_backend() -> None:
-    """The bar plot needs matplotlib: say so before hours of training, not after."""
-    import importlib.util
-
-    if importlib.util.find_spec("matplotlib") is None:
-        raise DwsError(
-            "dws compare draws its bar plot with matplotlib, which is not installed",
-            hint="pip install 'dwscli[ml]'",
-        )
-
-
 def plain(data: Any) -> Any:
     """``data`` as the YAML card stores it (tuples as lists, paths as strings)."""
     return json.loads(json.dumps(data, default=str))
@@ -245,7 +234,6 @@ __all__ = [
     "CompareSection",
     "RunPlan",
     "check_model_kinds",
-    "check_plot_backend",
     "load_compare_config",
     "parse_archs",
     "parse_compare_section",

@@ -20,7 +20,6 @@ import yaml
 from dwscli.compare.plan import (
     RunPlan,
     check_model_kinds,
-    check_plot_backend,
     load_compare_config,
     parse_archs,
     plain,
@@ -259,7 +258,6 @@ def compare(
         models=models if models is not None else section.models,
         train_overrides=train_overrides if train_overrides is not None else section.train,
     )
-    check_plot_backend()
     check_model_kinds(base, chosen)
     task = task_class(base.task.name)
 

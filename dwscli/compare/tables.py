@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from dwscli.errors import DwsError
 from dwscli.train.archs import get_arch
 from dwscli.weights.atomic import atomic_write_bytes
 
@@ -310,14 +309,9 @@ def csv_text(result: CompareResult) -> str:
 
 def bar_plot_png(result: CompareResult) -> bytes:
     """The best metric per system as bars with std error bars (Agg canvas, no pyplot)."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as error:
-        raise DwsError(
-            "dws compare draws its bar plot with matplotlib, which is not installed",
-            hint="pip install 'dwscli[ml]'",
-        ) from error
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     metric = result.best_metric
     rows = [r for r in result.summary if math.isfinite(r["mean"].get(metric, math.nan))]
     names = [r["system"] for r in rows]

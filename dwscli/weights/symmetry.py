@@ -86,10 +86,8 @@ def compose_permutations(first: Permutation, second: Permutation) -> Permutation
 
 
 def _linear_sum_assignment():
-    try:
-        from scipy.optimize import linear_sum_assignment
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise DwsError("weight matching needs scipy", hint="pip install 'dwscli[ml]'") from error
+    from scipy.optimize import linear_sum_assignment
+
     return linear_sum_assignment
 
 
