@@ -212,11 +212,13 @@ def check_equivariance(processor: str | None = None, *, seed: int = 0) -> list[d
 
     Each row is ``{"module", "spec", "kind", "max_error", "passed"}``.
     """
-    from dwscli.nn import equivariance
-
     if processor is None:
-        return list(equivariance.self_check(seed=seed))
-    return list(equivariance.check_processor(processor, seed=seed))
+        from dwscli.nn.equivariance import self_check
+
+        return list(self_check(seed=seed))
+    from dwscli.processors.equivariance import check_processor
+
+    return list(check_processor(processor, seed=seed))
 
 
 __all__ = [

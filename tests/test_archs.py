@@ -19,12 +19,12 @@ import yaml
 from dwscli.data.zoo import Zoo
 from dwscli.data.zoo_make import InrZooConfig, make_inr_zoo
 from dwscli.errors import DwsError
+from dwscli.nn.archs import ARCHS, get_arch
 from dwscli.nn.baselines.nfn import HNPLinear, NPLinear
 from dwscli.nn.equivariance import equivariance_error
 from dwscli.nn.features import WSFeatures
 from dwscli.processors.loading import load_processor
 from dwscli.train import TrainConfig, TrainResult, train
-from dwscli.train.archs import ARCHS, get_arch
 from dwscli.train.card import write_processor
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
@@ -137,7 +137,7 @@ def test_equivariant_family_is_equivariant_or_invariant(name: str, kind: str, te
 
 
 def test_statnn_is_invariant() -> None:
-    # the statistics are computed in float32 (dwscli.baselines.statnn), hence the tolerance
+    # the statistics are computed in float32 (dwscli.nn.baselines.statnn), hence the tolerance
     error = equivariance_error(build("statnn", "invariant"), SPEC, invariant=True, as_space=True)
     assert error < 1e-5
 
@@ -321,7 +321,7 @@ def inr_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cached_domain_images() -> Iterator[None]:
     """The adapt task corrupts the whole data set per run; do it once for this module."""
-    from dwscli.train import adapt
+    from dwscli.train.tasks import adapt
 
     load = adapt.load_domain_images
     cache: dict[tuple[str, str, Any], Any] = {}

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from dwscli.cli.app import app
 from dwscli.compare.plan import load_compare_config, plan_runs
 from dwscli.data.zoo_make import InrZooConfig, make_inr_zoo
-from dwscli.train.archs import ARCHS
+from dwscli.nn.archs import ARCHS
 
 TINY_DWS = {"hidden_channels": 8, "num_layers": 2, "head_hidden": [16]}
 SEEDS = 2

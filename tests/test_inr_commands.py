@@ -22,9 +22,9 @@ from dwscli import api
 from dwscli.cli.app import main
 from dwscli.data.edits import edit_images
 from dwscli.data.zoo import conventions_metadata
+from dwscli.nn.archs import get_arch
 from dwscli.nn.models import DWSNetConfig
 from dwscli.processors import loading
-from dwscli.train.archs import get_arch
 from dwscli.train.card import write_processor
 from dwscli.weights.checkpoint import load_checkpoint, save_checkpoint, save_space
 from dwscli.weights.inr import InrConventions, render

@@ -16,11 +16,11 @@ from dwscli.data.edits import EDIT_OPS, EDIT_PARAMS, EditOp, edit_images
 from dwscli.data.zoo import Zoo
 from dwscli.data.zoo_make import InrZooConfig, SineZooConfig, make_inr_zoo, make_sine_zoo
 from dwscli.errors import DwsError
+from dwscli.nn.archs import get_arch
 from dwscli.train import TrainConfig, TrainResult, train
-from dwscli.train.archs import get_arch
-from dwscli.train.embed import EmbedOptions, EmbedTask, LinearProbe, nt_xent
-from dwscli.train.inr_edit import InrEditOptions, InrEditTask
 from dwscli.train.tasks import task_class
+from dwscli.train.tasks.embed import EmbedOptions, EmbedTask, LinearProbe, nt_xent
+from dwscli.train.tasks.inr_edit import InrEditOptions, InrEditTask
 from dwscli.weights.functional import mlp_forward
 from dwscli.weights.symmetry import apply_permutation, random_permutation
 

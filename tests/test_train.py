@@ -216,8 +216,8 @@ def test_statnn_is_measured_side_by_side(accuracy_run: TrainResult, clf_zoo: Pat
     is: refitting it here on the zoo's train split and scoring the test split gives its numbers."""
     from rich.console import Console
 
-    from dwscli.baselines.statnn import StatNN
     from dwscli.cli.commands.train import _render
+    from dwscli.nn.baselines.statnn import StatNN
     from dwscli.train.tasks import kendall_tau, r2_score
 
     statnn = accuracy_run.baselines["statnn"]["test"]

@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from dwscli.errors import DwsError
-from dwscli.train.archs import get_arch
+from dwscli.nn.archs import get_arch
 from dwscli.weights.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     from dwscli.compare.plan import RunPlan
-    from dwscli.compare.runner import CompareResult, RunRecord
+    from dwscli.compare.results import CompareResult, RunRecord
     from dwscli.train.config import TrainConfig
 
 HIDDEN_IN_MARKDOWN = ("loss",)

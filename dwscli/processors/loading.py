@@ -55,7 +55,7 @@ def resolve_processor_path(name_or_path: str) -> Path:
 def build_model(card: dict, source: str | None = None):
     """``(spec, kind, model)`` of a card: any architecture of the trainer's registry
     (``model.arch``, ``dws`` when absent), built from its ``model.config``."""
-    from dwscli.train.archs import get_arch
+    from dwscli.nn.archs import get_arch
     from dwscli.weights.spec import MLPSpec
 
     where = f"{source}: " if source else ""

@@ -35,9 +35,9 @@ from typing import Any, Literal
 import yaml
 
 from dwscli.errors import DwsError
-from dwscli.train.archs import get_arch
+from dwscli.nn.archs import get_arch
+from dwscli.schema import ConfigError, build_section, check_keys
 from dwscli.train.augment import AugmentSettings
-from dwscli.train.schema import ConfigError, build_section, check_keys
 from dwscli.train.tasks import task_class
 
 Device = Literal["auto", "cpu", "cuda"]

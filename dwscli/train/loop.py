@@ -26,9 +26,9 @@ from torch import Tensor, nn
 
 from dwscli.data.zoo import Zoo
 from dwscli.errors import DwsError
+from dwscli.nn.archs import get_arch
 from dwscli.train import card as cards
 from dwscli.train import data, distributed
-from dwscli.train.archs import get_arch
 from dwscli.train.augment import augment_batch, check_zoo, input_range
 from dwscli.train.config import TrainConfig, load_config
 from dwscli.train.netstore import ShardMaps, SplitNets
