@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -281,52 +282,98 @@ def render_inrs(
 
 
 # ------------------------------------------------------------------------------------------
-# INR processors: classify, edit, embed (see dwscli.processors.inr for every option)
+# processors: classify, edit, embed (INRs), predict-accuracy, adapt (classifiers)
+#
+# ``paths`` are files, directories, globs or ``example:NAME`` items, as on the command line.
+# ``on_error(path, error)`` is told of each file that cannot be read or does not fit, which is
+# then skipped (without it, or with ``fail_fast``, the first such error is raised);
+# ``progress(n)`` is called after each chunk of ``n`` checkpoints.
+
+ErrorHandler = Callable[[Path, DwsError], None]
+Progress = Callable[[int], None]
 
 
 def _expanded(paths: PathLike | list[PathLike]) -> list[Path]:
-    from dwscli.paths import expand_paths
+    """Checkpoint files from user items; what the command line already expanded (an
+    :class:`~dwscli.paths.ExpandedPaths`) is handed back as it is."""
+    from dwscli.paths import ExpandedPaths, expand_paths
 
-    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    return expand_paths(items)
+    if isinstance(paths, ExpandedPaths):
+        return paths
+    return expand_paths([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
+
+
+def _path(value: PathLike | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def classify(
-    paths: PathLike | list[PathLike], *, processor: str | None = None, **options: Any
+    paths: PathLike | list[PathLike],
+    *,
+    processor: str | None = None,
+    top_k: int = 3,
+    batch_size: int = 1024,
+    device: str = "auto",
+    force: bool = False,
+    fail_fast: bool = False,
+    on_error: ErrorHandler | None = None,
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """The class each INR draws: rows ``{"path", "class", "probability", "top_k", …}``.
-
-    ``paths`` are files, directories, globs or ``example:NAME`` items, as on the command line.
+    """The class each INR draws: rows ``{"path", "class", "probability", "top_k", …}``
+    (``dws classify``). ``force`` runs INRs whose conventions differ from the card's.
 
         >>> rows = api.classify("inrs/", top_k=3)  # doctest: +SKIP
     """
-    from dwscli.processors.inr import classify as run
+    from dwscli.processors.classify import classify as run
 
-    return run(_expanded(paths), processor=processor, **options)
+    return run(
+        _expanded(paths),
+        processor=processor,
+        top_k=top_k,
+        batch_size=batch_size,
+        device=device,
+        force=force,
+        fail_fast=fail_fast,
+        on_error=on_error,
+        progress=progress,
+    )
 
 
 def edit(
     paths: PathLike | list[PathLike],
     *,
     op: str | None = None,
+    processor: str | None = None,
     output: PathLike | None = None,
     out_dir: PathLike | None = None,
     preview: PathLike | None = None,
-    **options: Any,
+    batch_size: int = 1024,
+    device: str = "auto",
+    force: bool = False,
+    fail_fast: bool = False,
+    on_error: ErrorHandler | None = None,
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """Edit INRs in weight space (``op="dilate"``) and write them: rows ``{"input", "output"}``.
+    """Edit INRs in weight space (``op="dilate"``) and write them: rows ``{"input", "output"}``
+    (``dws edit``).
 
     >>> api.edit("example:mnist-inr", op="dilate", output="d.safetensors")  # doctest: +SKIP
     """
-    from dwscli.processors.inr import edit as run
+    from dwscli.processors.edit import edit as run
 
     return run(
         _expanded(paths),
         op=op,
-        output=None if output is None else Path(output),
-        out_dir=None if out_dir is None else Path(out_dir),
-        preview=None if preview is None else Path(preview),
-        **options,
+        processor=processor,
+        output=_path(output),
+        out_dir=_path(out_dir),
+        preview=_path(preview),
+        batch_size=batch_size,
+        device=device,
+        force=force,
+        fail_fast=fail_fast,
+        on_error=on_error,
+        progress=progress,
     )
 
 
@@ -334,41 +381,67 @@ def embed(
     paths: PathLike | list[PathLike],
     output: PathLike,
     *,
+    processor: str | None = None,
     plot: PathLike | None = None,
-    **options: Any,
+    color_by: str | None = None,
+    batch_size: int = 1024,
+    device: str = "auto",
+    force: bool = False,
+    fail_fast: bool = False,
+    on_error: ErrorHandler | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Embed networks and write the rows to ``output`` (.npy, .csv, .jsonl, .safetensors).
+    """Embed networks and write the rows to ``output`` (.npy, .csv, .jsonl, .safetensors)
+    (``dws embed``).
 
     For the vectors themselves, without writing a file, use
-    :func:`dwscli.processors.inr.compute_embeddings`.
+    :func:`dwscli.processors.embed.compute_embeddings`.
 
         >>> api.embed("sines/", "emb.csv", plot="tsne.png", color_by="a")  # doctest: +SKIP
     """
-    from dwscli.processors.inr import embed as run
+    from dwscli.processors.embed import embed as run
 
     return run(
         _expanded(paths),
         output=Path(output),
-        plot=None if plot is None else Path(plot),
-        **options,
+        processor=processor,
+        plot=_path(plot),
+        color_by=color_by,
+        batch_size=batch_size,
+        device=device,
+        force=force,
+        fail_fast=fail_fast,
+        on_error=on_error,
+        progress=progress,
     )
 
 
-# ------------------------------------------------------------------------------------------
-# classifier processors, training and comparing (twins of predict-accuracy, adapt, train, compare)
-
-
 def predict_accuracy(
-    paths: PathLike | list[PathLike], *, processor: str | None = None, **options: Any
+    paths: PathLike | list[PathLike],
+    *,
+    processor: str | None = None,
+    batch_size: int = 1024,
+    device: str = "auto",
+    fail_fast: bool = False,
+    on_error: ErrorHandler | None = None,
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """Predicted test accuracy of each classifier: rows ``{"path", "spec",
     "predicted_accuracy"}`` in input order (``dws predict-accuracy``).
 
         >>> api.predict_accuracy("example:fmnist-mlp")  # doctest: +SKIP
     """
-    from dwscli.processors.run import predict_accuracy as run
+    from dwscli.processors.accuracy import predict_accuracy as run
 
-    return run(_expanded(paths), processor=processor, **options)
+    return run(
+        _expanded(paths),
+        processor=processor,
+        batch_size=batch_size,
+        device=device,
+        fail_fast=fail_fast,
+        on_error=on_error,
+        progress=progress,
+    )
 
 
 def adapt(
@@ -377,22 +450,36 @@ def adapt(
     output: PathLike | None = None,
     out_dir: PathLike | None = None,
     processor: str | None = None,
-    **options: Any,
+    batch_size: int = 1024,
+    device: str = "auto",
+    force: bool = False,
+    fail_fast: bool = False,
+    on_error: ErrorHandler | None = None,
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """Adapt classifiers to the processor's target domain and write them (``dws adapt``):
     rows ``{"input", "output"}``.
 
         >>> api.adapt("example:fmnist-mlp", output="adapted.safetensors")  # doctest: +SKIP
     """
-    from dwscli.processors.run import adapt as run
+    from dwscli.processors.adapt import adapt as run
 
     return run(
         _expanded(paths),
-        output=None if output is None else Path(output),
-        out_dir=None if out_dir is None else Path(out_dir),
+        output=_path(output),
+        out_dir=_path(out_dir),
         processor=processor,
-        **options,
+        batch_size=batch_size,
+        device=device,
+        force=force,
+        fail_fast=fail_fast,
+        on_error=on_error,
+        progress=progress,
     )
+
+
+# ------------------------------------------------------------------------------------------
+# training and comparing
 
 
 def train(config: PathLike, **options: Any) -> Any:

@@ -297,6 +297,7 @@ def test_cards_with_unknown_archs_or_options_are_one_line_errors(tmp_path: Path)
         ("graph", {**config, "num_layers": "three"}, "model.config.num_layers: expected an"),
     ]:
         card = {
+            "task": "accuracy",
             "model": {"kind": "invariant", "arch": arch, "config": cfg},
             "input": {"spec": str(SPEC)},
         }

@@ -484,12 +484,13 @@ def test_processor_cards_and_fit(tmp_path: Path) -> None:
     from dwscli.weights.spec import MLPSpec
 
     (tmp_path / "inr-cls.yaml").write_text(
-        "task: inr-classification\nversion: 2\n"
+        "task: inr-classification\nversion: 2\nmodel: {kind: invariant}\n"
         "input: {spec: '2-32-32-1:sine;w0=30', dataset: mnist}\n"
         "metrics: {test: {accuracy: 0.9}}\n"
     )
     (tmp_path / "acc.yaml").write_text(
-        "name: acc-pred\ntask: accuracy-prediction\ninput_spec: 4-16-16-3:relu\n"
+        "name: acc-pred\ntask: accuracy-prediction\nmodel: {kind: invariant}\n"
+        "input: {spec: 4-16-16-3:relu}\n"
     )
     cards = list_processors(tmp_path)
     assert [card.name for card in cards] == ["acc-pred", "inr-cls"]
@@ -506,8 +507,8 @@ def test_processors_command_lists_cards(tmp_path: Path, monkeypatch: pytest.Monk
     import dwscli.processors.registry as registry
 
     (tmp_path / "inr-cls.yaml").write_text(
-        "task: inr-classification\ninput_spec: '2-16-16-1:sine;w0=30'\n"
-        "metrics: {test: {accuracy: 0.9}}\n"
+        "task: inr-classification\nmodel: {kind: invariant}\n"
+        "input: {spec: '2-16-16-1:sine;w0=30'}\nmetrics: {test: {accuracy: 0.9}}\n"
     )
     monkeypatch.setattr(registry, "PROCESSORS_DIR", tmp_path)
     listed = json.loads(dws("processors", "--json").stdout)

@@ -324,7 +324,7 @@ def test_pooled_embedding_is_the_pooled_features(
 ) -> None:
     """The card says the embedding is pooled; the probe metric is a probe on ``model.embed``;
     ``dws embed`` with the processor writes those features, unchanged by permutations."""
-    from dwscli.processors.inr import compute_embeddings
+    from dwscli.processors.embed import compute_embeddings
 
     card = yaml.safe_load(pooled_embed_run.processor.read_text())
     assert card["output"]["embedding"] == "pooled"

@@ -202,6 +202,7 @@ def plan_runs(
                 base,
                 name=f"{base.name}-{arch}-s{seed}",
                 output=directory,
+                default_for=None,  # a comparison's runs are never a command's default
                 model=model,
                 train=train_settings(base, arch, train_overrides, seed),
             )

@@ -15,8 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from dwscli.compare.plan import (
     RunPlan,
     check_model_kinds,
@@ -28,6 +26,7 @@ from dwscli.compare.plan import (
 )
 from dwscli.compare.results import CompareResult, RunRecord, RunStatus
 from dwscli.errors import DwsError
+from dwscli.processors.card import ProcessorCard
 from dwscli.train.config import TrainConfig
 from dwscli.train.report import TrainReporter
 
@@ -78,21 +77,20 @@ def config_matches(saved: Mapping[str, Any], config: TrainConfig) -> bool:
     return all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in IGNORED_KEYS)
 
 
-def _read_card(path: Path) -> dict[str, Any] | None:
+def _read_card(path: Path) -> ProcessorCard | None:
     try:
-        card = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        return ProcessorCard.read(path)
+    except DwsError:
         return None
-    return card if isinstance(card, dict) else None
 
 
-def finished_card(run: RunPlan) -> dict[str, Any] | None:
+def finished_card(run: RunPlan) -> ProcessorCard | None:
     """The card of a finished run of exactly this config, or None."""
     config = run.config
     if not (config.processor_path.is_file() and config.weights_path.is_file()):
         return None
     card = _read_card(config.processor_path)
-    saved = ((card or {}).get("training") or {}).get("config")
+    saved = None if card is None else card.training.get("config")
     if card is None or not isinstance(saved, dict) or not config_matches(saved, config):
         return None
     return card
@@ -104,9 +102,8 @@ def _floats(metrics: Any) -> dict[str, float]:
     return {str(k): math.nan if v is None else float(v) for k, v in metrics.items()}
 
 
-def record_from_card(run: RunPlan, card: Mapping[str, Any], status: RunStatus) -> RunRecord:
-    metrics = card.get("metrics") or {}
-    training = card.get("training") or {}
+def record_from_card(run: RunPlan, card: ProcessorCard, status: RunStatus) -> RunRecord:
+    metrics, training = card.metrics, card.training
     baselines = metrics.get("baselines") or {}
     return RunRecord(
         arch=run.arch,
@@ -116,7 +113,7 @@ def record_from_card(run: RunPlan, card: Mapping[str, Any], status: RunStatus) -
         processor=run.config.processor_path,
         test=_floats(metrics.get("test")),
         val=_floats(metrics.get("val")),
-        parameters=(card.get("model") or {}).get("parameters"),
+        parameters=card.model.parameters,
         seconds=training.get("seconds"),
         best_epoch=training.get("best_epoch"),
         epochs_run=training.get("epochs_run"),
@@ -128,7 +125,7 @@ def record_from_card(run: RunPlan, card: Mapping[str, Any], status: RunStatus) -
 # the comparison
 
 
-def _train_run(run: RunPlan, resume: bool, reporter: TrainReporter | None) -> dict[str, Any]:
+def _train_run(run: RunPlan, resume: bool, reporter: TrainReporter | None) -> ProcessorCard:
     """Train one run (continuing its saved state with ``resume``); returns its card."""
     from dwscli.train.loop import train
 

@@ -395,6 +395,7 @@ class Trainer:
             "version": config.version,
             "task": self.task.name,
             **self.task.card_fields(),
+            **({"default_for": config.default_for} if config.default_for else {}),
             "description": config.description,
             "model": {
                 "kind": self.task.kind,
