@@ -222,18 +222,6 @@ def check_equivariance(processor: str | None = None, *, seed: int = 0) -> list[d
     return list(check_processor(processor, seed=seed))
 
 
-__all__ = [
-    "CHECK_INPUTS",
-    "PermuteResult",
-    "check_equivariance",
-    "inspect_checkpoint",
-    "load",
-    "max_output_difference",
-    "permute_checkpoint",
-    "processors",
-]
-
-
 # ------------------------------------------------------------------------------------------
 # render
 
@@ -482,18 +470,78 @@ def adapt(
 # training and comparing
 
 
-def train(config: PathLike, **options: Any) -> Any:
-    """Train a processor from a YAML config (``dws train``); returns a ``TrainResult``."""
+def load_train_config(config: PathLike, *, device: str | None = None) -> Any:
+    """A training config read and checked (``TrainConfig``), ``device`` overriding its own."""
+    from dwscli.train import load_config
+
+    return load_config(config).with_device(device)
+
+
+def train(
+    config: Any,
+    *,
+    resume: bool = True,
+    device: str | None = None,
+    reporter: Any = None,
+) -> Any:
+    """Train a processor from a YAML config or a ``TrainConfig`` (``dws train``); returns a
+    ``TrainResult``. ``resume`` continues an interrupted run; ``reporter`` hears of progress."""
     from dwscli.train import train as run
 
-    return run(config, **options)
+    return run(config, resume=resume, device=device, reporter=reporter)
 
 
-def compare(config: PathLike, archs: str | list[str], **options: Any) -> Any:
-    """Train several architectures on one split and budget (``dws compare``)."""
+def compare(
+    config: Any,
+    archs: str | list[str] | None = None,
+    seeds: int | None = None,
+    output: PathLike | None = None,
+    *,
+    device: str | None = None,
+    epochs: int | None = None,
+    max_train_nets: int | None = None,
+    models: dict[str, dict[str, Any]] | None = None,
+    train_overrides: dict[str, dict[str, Any]] | None = None,
+    resume: bool = True,
+    fail_fast: bool = False,
+    reporter: Any = None,
+) -> Any:
+    """Train several architectures on one split and budget (``dws compare``); returns a
+    ``CompareResult`` (see :func:`dwscli.compare.compare` for every argument)."""
     from dwscli.compare import compare as run
 
-    return run(config, archs, **options)
+    return run(
+        config,
+        archs,
+        seeds,
+        output,
+        device=device,
+        epochs=epochs,
+        max_train_nets=max_train_nets,
+        models=models,
+        train_overrides=train_overrides,
+        resume=resume,
+        fail_fast=fail_fast,
+        reporter=reporter,
+    )
 
 
-__all__ += ["adapt", "classify", "compare", "edit", "embed", "predict_accuracy", "train"]
+__all__ = [
+    "CHECK_INPUTS",
+    "PermuteResult",
+    "adapt",
+    "check_equivariance",
+    "classify",
+    "compare",
+    "edit",
+    "embed",
+    "inspect_checkpoint",
+    "load",
+    "load_train_config",
+    "max_output_difference",
+    "permute_checkpoint",
+    "predict_accuracy",
+    "processors",
+    "render_inrs",
+    "train",
+]
