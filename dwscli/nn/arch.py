@@ -23,8 +23,10 @@ from dwscli.weights.spec import MLPSpec
 
 #: What an architecture's models respect: ``hidden-permutations`` (an invariant model's output
 #: does not change, an equivariant model's output is permuted alike, when the hidden neurons of
-#: the input net are permuted) or ``none`` (a plain model of the flattened weights).
-Symmetry = Literal["hidden-permutations", "none"]
+#: the input net are permuted), ``aligned`` (permutations are undone by matching the input to a
+#: reference net first: exact for one hidden layer, a heuristic beyond) or ``none`` (a plain
+#: model of the weights in their stored order).
+Symmetry = Literal["hidden-permutations", "aligned", "none"]
 
 BOTH_KINDS: tuple[str, ...] = ("invariant", "equivariant")
 

@@ -67,7 +67,7 @@ BASELINES: tuple[Arch, ...] = (
         "mlp-align",
         MLPOptions,
         build_mlp_align,
-        "hidden-permutations",
+        "aligned",
         "MLP + weight-matching alignment",
     ),
     _baseline(

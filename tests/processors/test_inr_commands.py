@@ -477,7 +477,7 @@ def test_inr_conventions_mismatch_is_an_error_unless_forced(tmp_path, capfd) -> 
 # ------------------------------------------------------------------------------------------
 # the shipped processor, on real held-out INRs
 
-ZOO = Path(__file__).resolve().parents[1] / "zoos" / "mnist-inr"
+ZOO = Path(__file__).resolve().parents[2] / "zoos" / "mnist-inr"
 
 
 def _held_out_inrs(directory: Path, example: str = "mnist-inr", zoo_dir: Path = ZOO) -> list[Path]:

@@ -26,7 +26,7 @@ from dwscli.train.tasks.adapt import TEST_CORRUPTION_SEED, score_nets
 from dwscli.weights.checkpoint import load_checkpoint, save_space
 from dwscli.weights.space import WeightSpace
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""The baseline architectures behind the trainer's registry (issue 6): shapes, symmetry (or its
-absence, on purpose), the trainer on tiny zoos, and processors that reload to the same outputs.
+"""The baseline architectures of the registry: shapes, input checks, the trainer on tiny zoos,
+and processors that reload to the same outputs.
 
 ``nfn`` (the reference NFN package, ``bench`` extra) is used as a test oracle only.
 """
@@ -21,7 +21,6 @@ from dwscli.data.zoo_make import InrZooConfig, make_inr_zoo
 from dwscli.errors import DwsError
 from dwscli.nn.archs import ARCHS, get_arch
 from dwscli.nn.baselines.nfn import HNPLinear, NPLinear
-from dwscli.nn.equivariance import equivariance_error
 from dwscli.nn.features import WSFeatures
 from dwscli.processors.loading import load_processor
 from dwscli.train import TrainConfig, TrainResult, train
@@ -32,7 +31,6 @@ from dwscli.weights.symmetry import apply_permutation, random_permutation
 
 BASELINES = sorted(name for name in ARCHS if name != "dws")
 EQUIVARIANT_FAMILY = ["nfn-np", "nfn-hnp", "nft", "graph"]  # built from symmetric layers
-ORDER_DEPENDENT = ["mlp", "mlp-aug", "transformer", "inr2vec"]  # no symmetry built in
 SPEC = MLPSpec.parse("3-5-6-2")
 TOLERANCE = 1e-10  # float64
 
@@ -126,33 +124,7 @@ def test_a_config_needs_only_the_arch_name(tmp_path: Path, inr_zoo: Path) -> Non
 # symmetry
 
 
-@pytest.mark.parametrize(("name", "kind"), cases(EQUIVARIANT_FAMILY))
-@pytest.mark.parametrize("text", ["3-5-6-2", "2-4-3-5-1", "4-6-3"])
-def test_equivariant_family_is_equivariant_or_invariant(name: str, kind: str, text: str) -> None:
-    spec = MLPSpec.parse(text)
-    scale = {"output_init_scale": 1.0} if kind == "equivariant" else {}
-    model = build(name, kind, spec, **scale)
-    error = equivariance_error(model, spec, invariant=kind == "invariant", as_space=True)
-    assert error < TOLERANCE, (name, kind, text, error)
-
-
-def test_statnn_is_invariant() -> None:
-    # the statistics are computed in float32 (dwscli.nn.baselines.statnn), hence the tolerance
-    error = equivariance_error(build("statnn", "invariant"), SPEC, invariant=True, as_space=True)
-    assert error < 1e-5
-
-
-@pytest.mark.parametrize("name", ORDER_DEPENDENT)
-def test_order_dependent_archs_are_not_invariant(name: str) -> None:
-    """They must see neuron order: an accidental symmetrisation (pooling over everything,
-    sorting, dropping position embeddings) would make this error vanish."""
-    error = equivariance_error(build(name, "invariant"), SPEC, invariant=True, as_space=True)
-    assert error > 1e-3, (name, error)
-
-
-def test_flat_mlp_is_not_equivariant() -> None:
-    model = build("mlp", "equivariant", output_init_scale=1.0)
-    assert equivariance_error(model, SPEC, as_space=True) > 1e-3
+# Whether each architecture has the symmetry it declares: tests/nn/test_arch_symmetry.py.
 
 
 def test_transformer_position_embeddings_break_the_symmetry_of_tokens() -> None:

@@ -19,7 +19,7 @@ from dwscli.paths import expand_paths
 from dwscli.weights.checkpoint import load_checkpoint
 from dwscli.weights.functional import mlp_forward
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def dws(*args: str, stdin: str | None = None):

@@ -213,7 +213,7 @@ def test_shipped_adapt_processor_recovers_the_example_on_its_target_domain(tmp_p
     assert (
         domain
         == yaml.safe_load(
-            (Path(__file__).parents[1] / "dwscli/processors/fmnist-adapt-contrast.yaml").read_text()
+            (Path(__file__).parents[2] / "dwscli/processors/fmnist-adapt-contrast.yaml").read_text()
         )["target_domain"]
     )
     before = _target_accuracy(example_path("fmnist-mlp"), domain)

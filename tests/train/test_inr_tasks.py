@@ -24,7 +24,7 @@ from dwscli.train.tasks.inr_edit import InrEditOptions, InrEditTask
 from dwscli.weights.functional import mlp_forward
 from dwscli.weights.symmetry import apply_permutation, random_permutation
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 F64 = torch.float64
 
 
