@@ -1,4 +1,4 @@
-"""``task: adapt``: zero-shot domain adaptation of classifiers (DESIGN.md §5, issue 4 item 4).
+"""``task: adapt``: zero-shot domain adaptation of classifiers.
 
 An equivariant DWSNet (residual: output = input + predicted change) maps a classifier trained on
 clean images to a classifier for a *target domain*, a named corruption

@@ -1,4 +1,4 @@
-"""``task: embed``: self-supervised embeddings of networks (issue 5 item 3, DESIGN.md §5).
+"""``task: embed``: self-supervised embeddings of networks.
 
 An invariant DWSNet maps each net to a vector of ``dim`` numbers. With ``embedding: output``
 (the default) that output IS the embedding (what ``dws embed`` writes); with ``embedding:

@@ -1,4 +1,4 @@
-"""``task: inr-edit``: INR weights -> INR weights whose rendering is the edited image (issue 5).
+"""``task: inr-edit``: INR weights -> INR weights whose rendering is the edited image.
 
 An equivariant DWSNet (residual: output = input + predicted change) learns an image edit
 (:func:`dwscli.data.edits.edit_images`: ``dilate``, ``erode``, ``contrast``, ``sharpen``) in
