@@ -1,4 +1,4 @@
-"""The trainer: one loop for every task (docs/design.md, data flow), single-process or under torchrun.
+"""The trainer: one loop for every task (see docs/design.md), single-process or under torchrun.
 
 Per run: open the zoo and the task, build the model with the seed, fit its input normalisation on
 a seeded sample of training nets, then for each epoch train on a fresh uniform shuffle (AdamW,
