@@ -27,6 +27,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("nn", "data", "images", "paths"),
     ("weights",),
     ("runtime", "schema", "examples"),
+    ("safe_yaml",),  # YAML reading with size limits
+    ("limits",),  # the limits on what an input file may ask for
     ("errors",),
     ("",),  # dwscli/__init__.py: the version, nothing else
 )
