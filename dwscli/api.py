@@ -526,22 +526,197 @@ def compare(
     )
 
 
+# ------------------------------------------------------------------------------------------
+# zoos (twins of dws zoo inrs|sines|classifiers|info|export|merge)
+#
+# ``part`` is ``I/N`` (make only shard group I of N, for parallel runs joined by merge_zoos);
+# ``progress(n)`` is called after each ``n`` nets. A maker returns the zoo when it is complete
+# and None when only a part (or an interrupted run) was made.
+
+
+def zoo_part_size(count: int, *, part: str | None, shard_size: int | None, spec: str) -> int:
+    """Nets a (part of a) zoo run will make, e.g. for a progress bar."""
+    from dwscli.data.zoo import default_shard_size, plan_shards, select_part
+
+    plan = plan_shards(count, shard_size or default_shard_size(spec))
+    return sum(len(r) for r in select_part(plan, part).values())
+
+
+def make_inr_zoo(
+    out_dir: PathLike,
+    *,
+    dataset: str,
+    count: int | None = None,
+    steps: int = 300,
+    psnr_target: float = 35.0,
+    lr: float = 3e-3,
+    spec: str = "2-32-32-32-1:sine;w0=30",
+    compiled: bool = True,
+    shared_init: bool = False,
+    seed: int = 0,
+    part: str | None = None,
+    shard_size: int | None = None,
+    progress: Progress | None = None,
+) -> Any:
+    """One SIREN per image of MNIST or Fashion-MNIST (``dws zoo inrs``), resumable."""
+    from dwscli.data.zoo_make import InrZooConfig
+    from dwscli.data.zoo_make import make_inr_zoo as run
+
+    config = InrZooConfig(
+        spec=spec,
+        steps=steps,
+        psnr_target=psnr_target,
+        lr=lr,
+        compiled=compiled,
+        shared_init=shared_init,
+    )
+    return run(
+        out_dir,
+        part=part,
+        progress=progress,
+        dataset=dataset,
+        count=count,
+        config=config,
+        seed=seed,
+        shard_size=shard_size,
+    )
+
+
+def make_sine_zoo(
+    out_dir: PathLike,
+    *,
+    count: int = 5000,
+    spec: str = "1-32-32-1:sine;w0=30",
+    steps: int = 1000,
+    compiled: bool = True,
+    seed: int = 0,
+    part: str | None = None,
+    shard_size: int | None = None,
+    progress: Progress | None = None,
+) -> Any:
+    """1-D SIRENs of a·sin(b·x), a and b recorded as labels (``dws zoo sines``)."""
+    from dwscli.data.zoo_make import SineZooConfig
+    from dwscli.data.zoo_make import make_sine_zoo as run
+
+    config = SineZooConfig(spec=spec, steps=steps, compiled=compiled)
+    return run(
+        out_dir,
+        part=part,
+        progress=progress,
+        count=count,
+        config=config,
+        seed=seed,
+        shard_size=shard_size,
+    )
+
+
+def classifier_preset(name: str) -> Any:
+    """The hyper-parameter ranges of a classifier-zoo preset (``spread``, ``adaptation``)."""
+    from dwscli.data.classifier_train import PRESETS
+
+    if name not in PRESETS:
+        raise DwsError(f"unknown preset {name!r}", hint=f"choose {' or '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def make_classifier_zoo(
+    out_dir: PathLike,
+    *,
+    dataset: str,
+    count: int = 5000,
+    preset: str = "spread",
+    spec: str = "196-32-32-10:relu",
+    pool: int = 2,
+    eval_corruption: str | None = None,
+    seed: int = 0,
+    part: str | None = None,
+    shard_size: int | None = None,
+    progress: Progress | None = None,
+) -> Any:
+    """MLP classifiers with spread hyper-parameters and their measured accuracies
+    (``dws zoo classifiers``)."""
+    from dwscli.data.classifier_train import ClassifierZooConfig
+    from dwscli.data.zoo_make import make_classifier_zoo as run
+
+    ranges = classifier_preset(preset)
+    config = ClassifierZooConfig(
+        spec=spec, pool=pool, eval_corruption=eval_corruption, ranges=ranges
+    )
+    return run(
+        out_dir,
+        part=part,
+        progress=progress,
+        dataset=dataset,
+        count=count,
+        config=config,
+        seed=seed,
+        shard_size=shard_size,
+    )
+
+
+def zoo_info(directory: PathLike) -> dict[str, Any]:
+    """Counts, splits, spec and the distribution of every recorded metric and label."""
+    from dwscli.data.zoo import zoo_info as run
+
+    return run(directory)
+
+
+def export_zoo(
+    directory: PathLike,
+    out_dir: PathLike,
+    *,
+    ids: list[str] | None = None,
+    split: str | None = None,
+    limit: int | None = None,
+    force: bool = False,
+) -> list[Path]:
+    """Write nets of a zoo (``ids``, or the first ``limit`` of ``split``) as standalone
+    checkpoints with their metadata (``dws zoo export``)."""
+    from dwscli.data.zoo import Zoo
+
+    zoo = Zoo.open(directory)
+    if ids is not None:
+        chosen = list(ids)
+    elif split:
+        chosen = zoo.ids(split)
+    else:
+        raise DwsError("say which nets to export", hint="pass --ids ID,ID,... or --split test")
+    chosen = chosen[:limit] if limit else chosen
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return zoo.export(chosen, out_dir, force=force)
+
+
+def merge_zoos(parts: list[PathLike], out_dir: PathLike) -> Any:
+    """Join zoo parts made with ``part=I/N`` into one zoo (``dws zoo merge``)."""
+    from dwscli.data.zoo import merge_zoos as run
+
+    return run([*parts], out_dir)
+
+
 __all__ = [
     "CHECK_INPUTS",
     "PermuteResult",
     "adapt",
     "check_equivariance",
+    "classifier_preset",
     "classify",
     "compare",
     "edit",
     "embed",
+    "export_zoo",
     "inspect_checkpoint",
     "load",
     "load_train_config",
+    "make_classifier_zoo",
+    "make_inr_zoo",
+    "make_sine_zoo",
     "max_output_difference",
+    "merge_zoos",
     "permute_checkpoint",
     "predict_accuracy",
     "processors",
     "render_inrs",
     "train",
+    "zoo_info",
+    "zoo_part_size",
 ]
