@@ -24,7 +24,7 @@ from dwscli.data.zoo import Zoo
 from dwscli.data.zoo_make import make_classifier_zoo
 from dwscli.errors import DwsError
 from dwscli.processors.loading import load_processor
-from dwscli.processors.registry import load_card
+from dwscli.processors.registry import default_processor, load_card
 from dwscli.train import Reporter, TrainResult, train
 
 TINY_MODEL = {"hidden_channels": 8, "num_layers": 2, "head_hidden": [16]}
@@ -237,6 +237,7 @@ def test_inr_classification_training_improves(small_inr_zoo: Path, tmp_path: Pat
     config = write_config(
         tmp_path / "inr.yaml",
         name="tiny-inr",
+        default_for={"task": "inr-classify", "dataset": "mnist"},
         task="inr-classify",
         zoo=str(small_inr_zoo),
         output=str(tmp_path / "out"),
@@ -252,6 +253,10 @@ def test_inr_classification_training_improves(small_inr_zoo: Path, tmp_path: Pat
     assert card["output"] == {"type": "logits", "classes": 10, "target": "labels.label"}
     assert card["input"]["conventions"]["grid"] == [28, 28]
     assert set(card["metrics"]["test"]) == {"accuracy", "loss"}
+    # the config's default_for is copied into the card, where the commands look for defaults
+    assert card["default_for"] == {"task": "inr-classify", "dataset": "mnist"}
+    found = default_processor("inr-classify", dataset="mnist", directory=tmp_path / "out")
+    assert found.name == "tiny-inr"
 
 
 # ------------------------------------------------------------------------------------------------
