@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -212,23 +213,13 @@ def check_equivariance(processor: str | None = None, *, seed: int = 0) -> list[d
 
     Each row is ``{"module", "spec", "kind", "max_error", "passed"}``.
     """
-    from dwscli.nn import equivariance
-
     if processor is None:
-        return list(equivariance.self_check(seed=seed))
-    return list(equivariance.check_processor(processor, seed=seed))
+        from dwscli.nn.equivariance import self_check
 
+        return list(self_check(seed=seed))
+    from dwscli.processors.equivariance import check_processor
 
-__all__ = [
-    "CHECK_INPUTS",
-    "PermuteResult",
-    "check_equivariance",
-    "inspect_checkpoint",
-    "load",
-    "max_output_difference",
-    "permute_checkpoint",
-    "processors",
-]
+    return list(check_processor(processor, seed=seed))
 
 
 # ------------------------------------------------------------------------------------------
@@ -279,52 +270,98 @@ def render_inrs(
 
 
 # ------------------------------------------------------------------------------------------
-# INR processors: classify, edit, embed (see dwscli.processors.inr for every option)
+# processors: classify, edit, embed (INRs), predict-accuracy, adapt (classifiers)
+#
+# ``paths`` are files, directories, globs or ``example:NAME`` items, as on the command line.
+# ``on_error(path, error)`` is told of each file that cannot be read or does not fit, which is
+# then skipped (without it, or with ``fail_fast``, the first such error is raised);
+# ``progress(n)`` is called after each chunk of ``n`` checkpoints.
+
+ErrorHandler = Callable[[Path, DwsError], None]
+Progress = Callable[[int], None]
 
 
 def _expanded(paths: PathLike | list[PathLike]) -> list[Path]:
-    from dwscli.paths import expand_paths
+    """Checkpoint files from user items; what the command line already expanded (an
+    :class:`~dwscli.paths.ExpandedPaths`) is handed back as it is."""
+    from dwscli.paths import ExpandedPaths, expand_paths
 
-    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    return expand_paths(items)
+    if isinstance(paths, ExpandedPaths):
+        return paths
+    return expand_paths([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
+
+
+def _path(value: PathLike | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def classify(
-    paths: PathLike | list[PathLike], *, processor: str | None = None, **options: Any
+    paths: PathLike | list[PathLike],
+    *,
+    processor: str | None = None,
+    top_k: int = 3,
+    batch_size: int = 1024,
+    device: str = "auto",
+    force: bool = False,
+    fail_fast: bool = False,
+    on_error: ErrorHandler | None = None,
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """The class each INR draws: rows ``{"path", "class", "probability", "top_k", …}``.
-
-    ``paths`` are files, directories, globs or ``example:NAME`` items, as on the command line.
+    """The class each INR draws: rows ``{"path", "class", "probability", "top_k", …}``
+    (``dws classify``). ``force`` runs INRs whose conventions differ from the card's.
 
         >>> rows = api.classify("inrs/", top_k=3)  # doctest: +SKIP
     """
-    from dwscli.processors.inr import classify as run
+    from dwscli.processors.classify import classify as run
 
-    return run(_expanded(paths), processor=processor, **options)
+    return run(
+        _expanded(paths),
+        processor=processor,
+        top_k=top_k,
+        batch_size=batch_size,
+        device=device,
+        force=force,
+        fail_fast=fail_fast,
+        on_error=on_error,
+        progress=progress,
+    )
 
 
 def edit(
     paths: PathLike | list[PathLike],
     *,
     op: str | None = None,
+    processor: str | None = None,
     output: PathLike | None = None,
     out_dir: PathLike | None = None,
     preview: PathLike | None = None,
-    **options: Any,
+    batch_size: int = 1024,
+    device: str = "auto",
+    force: bool = False,
+    fail_fast: bool = False,
+    on_error: ErrorHandler | None = None,
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """Edit INRs in weight space (``op="dilate"``) and write them: rows ``{"input", "output"}``.
+    """Edit INRs in weight space (``op="dilate"``) and write them: rows ``{"input", "output"}``
+    (``dws edit``).
 
     >>> api.edit("example:mnist-inr", op="dilate", output="d.safetensors")  # doctest: +SKIP
     """
-    from dwscli.processors.inr import edit as run
+    from dwscli.processors.edit import edit as run
 
     return run(
         _expanded(paths),
         op=op,
-        output=None if output is None else Path(output),
-        out_dir=None if out_dir is None else Path(out_dir),
-        preview=None if preview is None else Path(preview),
-        **options,
+        processor=processor,
+        output=_path(output),
+        out_dir=_path(out_dir),
+        preview=_path(preview),
+        batch_size=batch_size,
+        device=device,
+        force=force,
+        fail_fast=fail_fast,
+        on_error=on_error,
+        progress=progress,
     )
 
 
@@ -332,41 +369,67 @@ def embed(
     paths: PathLike | list[PathLike],
     output: PathLike,
     *,
+    processor: str | None = None,
     plot: PathLike | None = None,
-    **options: Any,
+    color_by: str | None = None,
+    batch_size: int = 1024,
+    device: str = "auto",
+    force: bool = False,
+    fail_fast: bool = False,
+    on_error: ErrorHandler | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Embed networks and write the rows to ``output`` (.npy, .csv, .jsonl, .safetensors).
+    """Embed networks and write the rows to ``output`` (.npy, .csv, .jsonl, .safetensors)
+    (``dws embed``).
 
     For the vectors themselves, without writing a file, use
-    :func:`dwscli.processors.inr.compute_embeddings`.
+    :func:`dwscli.processors.embed.compute_embeddings`.
 
         >>> api.embed("sines/", "emb.csv", plot="tsne.png", color_by="a")  # doctest: +SKIP
     """
-    from dwscli.processors.inr import embed as run
+    from dwscli.processors.embed import embed as run
 
     return run(
         _expanded(paths),
         output=Path(output),
-        plot=None if plot is None else Path(plot),
-        **options,
+        processor=processor,
+        plot=_path(plot),
+        color_by=color_by,
+        batch_size=batch_size,
+        device=device,
+        force=force,
+        fail_fast=fail_fast,
+        on_error=on_error,
+        progress=progress,
     )
 
 
-# ------------------------------------------------------------------------------------------
-# classifier processors, training and comparing (twins of predict-accuracy, adapt, train, compare)
-
-
 def predict_accuracy(
-    paths: PathLike | list[PathLike], *, processor: str | None = None, **options: Any
+    paths: PathLike | list[PathLike],
+    *,
+    processor: str | None = None,
+    batch_size: int = 1024,
+    device: str = "auto",
+    fail_fast: bool = False,
+    on_error: ErrorHandler | None = None,
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """Predicted test accuracy of each classifier: rows ``{"path", "spec",
     "predicted_accuracy"}`` in input order (``dws predict-accuracy``).
 
         >>> api.predict_accuracy("example:fmnist-mlp")  # doctest: +SKIP
     """
-    from dwscli.processors.run import predict_accuracy as run
+    from dwscli.processors.accuracy import predict_accuracy as run
 
-    return run(_expanded(paths), processor=processor, **options)
+    return run(
+        _expanded(paths),
+        processor=processor,
+        batch_size=batch_size,
+        device=device,
+        fail_fast=fail_fast,
+        on_error=on_error,
+        progress=progress,
+    )
 
 
 def adapt(
@@ -375,39 +438,276 @@ def adapt(
     output: PathLike | None = None,
     out_dir: PathLike | None = None,
     processor: str | None = None,
-    **options: Any,
+    batch_size: int = 1024,
+    device: str = "auto",
+    force: bool = False,
+    fail_fast: bool = False,
+    on_error: ErrorHandler | None = None,
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """Adapt classifiers to the processor's target domain and write them (``dws adapt``):
     rows ``{"input", "output"}``.
 
         >>> api.adapt("example:fmnist-mlp", output="adapted.safetensors")  # doctest: +SKIP
     """
-    from dwscli.processors.run import adapt as run
+    from dwscli.processors.adapt import adapt as run
 
     return run(
         _expanded(paths),
-        output=None if output is None else Path(output),
-        out_dir=None if out_dir is None else Path(out_dir),
+        output=_path(output),
+        out_dir=_path(out_dir),
         processor=processor,
-        **options,
+        batch_size=batch_size,
+        device=device,
+        force=force,
+        fail_fast=fail_fast,
+        on_error=on_error,
+        progress=progress,
     )
 
 
-def train(config: PathLike, **options: Any) -> Any:
-    """Train a processor from a YAML config (``dws train``); returns a ``TrainResult``."""
+# ------------------------------------------------------------------------------------------
+# training and comparing
+
+
+def load_train_config(config: PathLike, *, device: str | None = None) -> Any:
+    """A training config read and checked (``TrainConfig``), ``device`` overriding its own."""
+    from dwscli.train import load_config
+
+    return load_config(config).with_device(device)
+
+
+def train(
+    config: Any,
+    *,
+    resume: bool = True,
+    device: str | None = None,
+    reporter: Any = None,
+) -> Any:
+    """Train a processor from a YAML config or a ``TrainConfig`` (``dws train``); returns a
+    ``TrainResult``. ``resume`` continues an interrupted run; ``reporter`` hears of progress."""
     from dwscli.train import train as run
 
-    return run(config, **options)
+    return run(config, resume=resume, device=device, reporter=reporter)
 
 
-def compare(config: PathLike, archs: str | list[str], **options: Any) -> Any:
-    """Train several architectures on one split and budget (``dws compare``)."""
+def compare(
+    config: Any,
+    archs: str | list[str] | None = None,
+    seeds: int | None = None,
+    output: PathLike | None = None,
+    *,
+    device: str | None = None,
+    epochs: int | None = None,
+    max_train_nets: int | None = None,
+    models: dict[str, dict[str, Any]] | None = None,
+    train_overrides: dict[str, dict[str, Any]] | None = None,
+    resume: bool = True,
+    fail_fast: bool = False,
+    reporter: Any = None,
+) -> Any:
+    """Train several architectures on one split and budget (``dws compare``); returns a
+    ``CompareResult`` (see :func:`dwscli.compare.compare` for every argument)."""
     from dwscli.compare import compare as run
 
-    return run(config, archs, **options)
+    return run(
+        config,
+        archs,
+        seeds,
+        output,
+        device=device,
+        epochs=epochs,
+        max_train_nets=max_train_nets,
+        models=models,
+        train_overrides=train_overrides,
+        resume=resume,
+        fail_fast=fail_fast,
+        reporter=reporter,
+    )
 
 
-__all__ += ["adapt", "classify", "compare", "edit", "embed", "predict_accuracy", "train"]
+# ------------------------------------------------------------------------------------------
+# zoos (twins of dws zoo inrs|sines|classifiers|info|export|merge)
+#
+# ``part`` is ``I/N`` (make only shard group I of N, for parallel runs joined by merge_zoos);
+# ``progress(n)`` is called after each ``n`` nets. A maker returns the zoo when it is complete
+# and None when only a part (or an interrupted run) was made.
+
+
+def zoo_part_size(count: int, *, part: str | None, shard_size: int | None, spec: str) -> int:
+    """Nets a (part of a) zoo run will make, e.g. for a progress bar."""
+    from dwscli.data.zoo import default_shard_size, plan_shards, select_part
+
+    plan = plan_shards(count, shard_size or default_shard_size(spec))
+    return sum(len(r) for r in select_part(plan, part).values())
+
+
+def inr_recipe(name: str = "default", **overrides: Any) -> Any:
+    """The INR fitting settings of recipe ``name`` (``InrZooConfig``) with ``overrides`` (None
+    values keep the recipe's); an unknown name is a one-line error."""
+    from dwscli.data.zoo_make import inr_recipe as recipe
+
+    return recipe(name, **overrides)
+
+
+def make_inr_zoo(
+    out_dir: PathLike,
+    *,
+    dataset: str,
+    count: int | None = None,
+    recipe: str = "default",
+    steps: int | None = None,
+    psnr_target: float | None = None,
+    lr: float | None = None,
+    spec: str | None = None,
+    chunk: int | None = None,
+    compiled: bool = True,
+    shared_init: bool = False,
+    test_first: bool = False,
+    seed: int = 0,
+    part: str | None = None,
+    shard_size: int | None = None,
+    progress: Progress | None = None,
+) -> Any:
+    """One SIREN per image of MNIST or Fashion-MNIST (``dws zoo inrs``), resumable.
+
+    ``recipe`` names a fitting preset (``default``, ``dwsnets``); options left at None keep
+    the preset's value."""
+    from dwscli.data.zoo_make import inr_recipe
+    from dwscli.data.zoo_make import make_inr_zoo as run
+
+    config = inr_recipe(
+        recipe,
+        spec=spec,
+        steps=steps,
+        psnr_target=psnr_target,
+        lr=lr,
+        chunk=chunk,
+        compiled=compiled,
+        shared_init=shared_init,
+    )
+    return run(
+        out_dir,
+        part=part,
+        progress=progress,
+        dataset=dataset,
+        count=count,
+        config=config,
+        seed=seed,
+        shard_size=shard_size,
+        test_first=test_first,
+    )
+
+
+def make_sine_zoo(
+    out_dir: PathLike,
+    *,
+    count: int = 5000,
+    spec: str = "1-32-32-1:sine;w0=30",
+    steps: int = 1000,
+    compiled: bool = True,
+    seed: int = 0,
+    part: str | None = None,
+    shard_size: int | None = None,
+    progress: Progress | None = None,
+) -> Any:
+    """1-D SIRENs of a·sin(b·x), a and b recorded as labels (``dws zoo sines``)."""
+    from dwscli.data.zoo_make import SineZooConfig
+    from dwscli.data.zoo_make import make_sine_zoo as run
+
+    config = SineZooConfig(spec=spec, steps=steps, compiled=compiled)
+    return run(
+        out_dir,
+        part=part,
+        progress=progress,
+        count=count,
+        config=config,
+        seed=seed,
+        shard_size=shard_size,
+    )
+
+
+def classifier_preset(name: str) -> Any:
+    """The hyper-parameter ranges of a classifier-zoo preset (``spread``, ``adaptation``)."""
+    from dwscli.data.classifier_train import PRESETS
+
+    if name not in PRESETS:
+        raise DwsError(f"unknown preset {name!r}", hint=f"choose {' or '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def make_classifier_zoo(
+    out_dir: PathLike,
+    *,
+    dataset: str,
+    count: int = 5000,
+    preset: str = "spread",
+    spec: str = "196-32-32-10:relu",
+    pool: int = 2,
+    eval_corruption: str | None = None,
+    seed: int = 0,
+    part: str | None = None,
+    shard_size: int | None = None,
+    progress: Progress | None = None,
+) -> Any:
+    """MLP classifiers with spread hyper-parameters and their measured accuracies
+    (``dws zoo classifiers``)."""
+    from dwscli.data.classifier_train import ClassifierZooConfig
+    from dwscli.data.zoo_make import make_classifier_zoo as run
+
+    ranges = classifier_preset(preset)
+    config = ClassifierZooConfig(
+        spec=spec, pool=pool, eval_corruption=eval_corruption, ranges=ranges
+    )
+    return run(
+        out_dir,
+        part=part,
+        progress=progress,
+        dataset=dataset,
+        count=count,
+        config=config,
+        seed=seed,
+        shard_size=shard_size,
+    )
+
+
+def zoo_info(directory: PathLike) -> dict[str, Any]:
+    """Counts, splits, spec and the distribution of every recorded metric and label."""
+    from dwscli.data.zoo import zoo_info as run
+
+    return run(directory)
+
+
+def export_zoo(
+    directory: PathLike,
+    out_dir: PathLike,
+    *,
+    ids: list[str] | None = None,
+    split: str | None = None,
+    limit: int | None = None,
+    force: bool = False,
+) -> list[Path]:
+    """Write nets of a zoo (``ids``, or the first ``limit`` of ``split``) as standalone
+    checkpoints with their metadata (``dws zoo export``)."""
+    from dwscli.data.zoo import Zoo
+
+    zoo = Zoo.open(directory)
+    if ids is not None:
+        chosen = list(ids)
+    elif split:
+        chosen = zoo.ids(split)
+    else:
+        raise DwsError("say which nets to export", hint="pass --ids ID,ID,... or --split test")
+    chosen = chosen[:limit] if limit else chosen
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return zoo.export(chosen, out_dir, force=force)
+
+
+def merge_zoos(parts: list[PathLike], out_dir: PathLike) -> Any:
+    """Join zoo parts made with ``part=I/N`` into one zoo (``dws zoo merge``)."""
+    from dwscli.data.zoo import merge_zoos as run
+
+    return run([*parts], out_dir)
 
 
 def data_status(names: str | list[str] | None = None) -> list[dict[str, Any]]:
@@ -431,4 +731,33 @@ def install_data(
     return run([names] if isinstance(names, str) else names, force=force, **options)
 
 
-__all__ += ["data_status", "install_data"]
+__all__ = [
+    "data_status",
+    "inr_recipe",
+    "install_data",
+    "CHECK_INPUTS",
+    "PermuteResult",
+    "adapt",
+    "check_equivariance",
+    "classifier_preset",
+    "classify",
+    "compare",
+    "edit",
+    "embed",
+    "export_zoo",
+    "inspect_checkpoint",
+    "load",
+    "load_train_config",
+    "make_classifier_zoo",
+    "make_inr_zoo",
+    "make_sine_zoo",
+    "max_output_difference",
+    "merge_zoos",
+    "permute_checkpoint",
+    "predict_accuracy",
+    "processors",
+    "render_inrs",
+    "train",
+    "zoo_info",
+    "zoo_part_size",
+]

@@ -87,6 +87,12 @@ def read_stdin_items(stream: TextIO) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
+class ExpandedPaths(list[Path]):
+    """Checkpoint files already expanded from user items (:func:`expand_paths`' result):
+    expanding them again hands them back unchanged, so the API functions that expand their
+    ``paths`` can be called with what the command line expanded."""
+
+
 def expand_paths(
     items: Sequence[str | os.PathLike[str]],
     *,
@@ -101,7 +107,9 @@ def expand_paths(
     once, however many ``-`` items there are. Files are not opened here: the loader reports
     missing or unreadable files.
     """
-    result: list[Path] = []
+    if isinstance(items, ExpandedPaths):
+        return items
+    result = ExpandedPaths()
     stdin_read = False
     for raw in items:
         item = os.fspath(raw)

@@ -52,3 +52,17 @@ def mnist_test_head():
         split="test",
         classes=list(DATASETS["mnist"].classes),
     )
+
+
+@pytest.fixture(scope="session")
+def small_inr_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 small MNIST SIRENs (2-8-8-1, briefly fitted; enough to carry their digit), shared by
+    the trainer's and the comparison's tests."""
+    from dwscli.data.zoo_make import InrZooConfig, make_inr_zoo
+
+    out = tmp_path_factory.mktemp("zoos") / "inr-small"
+    config = InrZooConfig(
+        spec="2-8-8-1:sine;w0=30", steps=20, psnr_target=25.0, chunk=40, compiled=False
+    )
+    make_inr_zoo(out, "mnist", count=40, config=config, shard_size=16)
+    return out

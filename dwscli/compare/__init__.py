@@ -4,7 +4,7 @@
     >>> result = compare("configs/fmnist-accuracy.yaml", ["dws", "mlp"], seeds=3, output="res")
     >>> result.summary[0]["mean"]["kendall_tau"]
 
-Each arch of the trainer's registry (:data:`dwscli.train.archs.ARCHS`) is trained through
+Each arch of the trainer's registry (:data:`dwscli.nn.archs.ARCHS`) is trained through
 :func:`dwscli.train.train` on the same zoo split with the same budget, once per seed, into
 ``<output>/runs/<arch>-s<seed>/``; then ``results.md``, ``results.csv`` and ``results.png`` are
 written into ``<output>``. The pieces: :mod:`~dwscli.compare.plan` (the ``compare:`` config

@@ -31,9 +31,9 @@ from typing import Any
 import yaml
 
 from dwscli.errors import DwsError
-from dwscli.train.archs import ARCHS, get_arch
+from dwscli.nn.archs import ARCHS, get_arch
+from dwscli.schema import ConfigError, build_section, check_keys
 from dwscli.train.config import ModelSettings, TrainConfig, TrainSettings, _train_section
-from dwscli.train.schema import ConfigError, build_section, check_keys
 
 COMPARE_KEYS = ["archs", "seeds", "output", "models", "train"]
 #: Train settings every arch shares: the comparison's budget and protocol.
@@ -202,6 +202,7 @@ def plan_runs(
                 base,
                 name=f"{base.name}-{arch}-s{seed}",
                 output=directory,
+                default_for=None,  # a comparison's runs are never a command's default
                 model=model,
                 train=train_settings(base, arch, train_overrides, seed),
             )

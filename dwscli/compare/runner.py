@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
-
-import yaml
+from typing import Any, Protocol
 
 from dwscli.compare.plan import (
     RunPlan,
@@ -25,68 +23,14 @@ from dwscli.compare.plan import (
     plain,
     plan_runs,
 )
+from dwscli.compare.results import CompareResult, RunRecord, RunStatus
 from dwscli.errors import DwsError
+from dwscli.processors.card import ProcessorCard
 from dwscli.train.config import TrainConfig
-from dwscli.train.report import TrainReporter, _clean
+from dwscli.train.report import TrainReporter
 
 #: Config keys a finished run may differ in and still be reused.
 IGNORED_KEYS = frozenset({"output", "description", "train.device", "train.eval_batch_size"})
-
-RunStatus = Literal["trained", "reused", "failed"]
-
-
-@dataclass
-class RunRecord:
-    """One run's outcome, read from its processor card (or its error)."""
-
-    arch: str
-    seed: int
-    directory: Path
-    status: RunStatus
-    processor: Path | None = None
-    test: dict[str, float] = field(default_factory=dict)
-    val: dict[str, float] = field(default_factory=dict)
-    #: the best model's metrics on the fixed training sample (empty for older cards)
-    train: dict[str, float] = field(default_factory=dict)
-    parameters: int | None = None
-    seconds: float | None = None
-    best_epoch: int | None = None
-    epochs_run: int | None = None
-    #: the trainer's baselines fitted on this run's training nets: {name: test metrics}
-    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
-    error: str | None = None  # why a failed run failed (one line)
-    hint: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status != "failed"
-
-
-@dataclass
-class CompareResult:
-    """Outcome of :func:`compare`; ``summary`` rows are what results.md shows."""
-
-    name: str
-    task: str
-    best_metric: str
-    higher_is_better: bool
-    metrics: list[str]  # test metrics, the best one first
-    archs: list[str]
-    seeds: int
-    output: Path
-    runs: list[RunRecord]
-    summary: list[dict[str, Any]]
-    files: dict[str, Path]  # markdown, csv, plot
-
-    @property
-    def failed(self) -> list[RunRecord]:
-        return [r for r in self.runs if not r.ok]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (paths as strings, NaN as None)."""
-        data = asdict(self)
-        data["failed"] = len(self.failed)
-        return _clean(data)
 
 
 class CompareReporter(Protocol):
@@ -132,21 +76,20 @@ def config_matches(saved: Mapping[str, Any], config: TrainConfig) -> bool:
     return all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in IGNORED_KEYS)
 
 
-def _read_card(path: Path) -> dict[str, Any] | None:
+def _read_card(path: Path) -> ProcessorCard | None:
     try:
-        card = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        return ProcessorCard.read(path)
+    except DwsError:
         return None
-    return card if isinstance(card, dict) else None
 
 
-def finished_card(run: RunPlan) -> dict[str, Any] | None:
+def finished_card(run: RunPlan) -> ProcessorCard | None:
     """The card of a finished run of exactly this config, or None."""
     config = run.config
     if not (config.processor_path.is_file() and config.weights_path.is_file()):
         return None
     card = _read_card(config.processor_path)
-    saved = ((card or {}).get("training") or {}).get("config")
+    saved = None if card is None else card.training.get("config")
     if card is None or not isinstance(saved, dict) or not config_matches(saved, config):
         return None
     return card
@@ -158,9 +101,8 @@ def _floats(metrics: Any) -> dict[str, float]:
     return {str(k): math.nan if v is None else float(v) for k, v in metrics.items()}
 
 
-def record_from_card(run: RunPlan, card: Mapping[str, Any], status: RunStatus) -> RunRecord:
-    metrics = card.get("metrics") or {}
-    training = card.get("training") or {}
+def record_from_card(run: RunPlan, card: ProcessorCard, status: RunStatus) -> RunRecord:
+    metrics, training = card.metrics, card.training
     baselines = metrics.get("baselines") or {}
     return RunRecord(
         arch=run.arch,
@@ -171,7 +113,7 @@ def record_from_card(run: RunPlan, card: Mapping[str, Any], status: RunStatus) -
         test=_floats(metrics.get("test")),
         val=_floats(metrics.get("val")),
         train=_floats(metrics.get("train")),
-        parameters=(card.get("model") or {}).get("parameters"),
+        parameters=card.model.parameters,
         seconds=training.get("seconds"),
         best_epoch=training.get("best_epoch"),
         epochs_run=training.get("epochs_run"),
@@ -183,7 +125,7 @@ def record_from_card(run: RunPlan, card: Mapping[str, Any], status: RunStatus) -
 # the comparison
 
 
-def _train_run(run: RunPlan, resume: bool, reporter: TrainReporter | None) -> dict[str, Any]:
+def _train_run(run: RunPlan, resume: bool, reporter: TrainReporter | None) -> ProcessorCard:
     """Train one run (continuing its saved state with ``resume``); returns its card."""
     from dwscli.train.loop import train
 

@@ -27,14 +27,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from dwscli.train.archs import get_arch
+from dwscli.errors import DwsError
+from dwscli.nn.archs import get_arch
+from dwscli.processors.card import ProcessorCard
 from dwscli.weights.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     from dwscli.compare.plan import RunPlan
-    from dwscli.compare.runner import CompareResult, RunRecord
+    from dwscli.compare.results import CompareResult, RunRecord
     from dwscli.train.config import TrainConfig
 
 HIDDEN_IN_MARKDOWN = ("loss",)
@@ -236,10 +236,11 @@ def _zoo_info(result: CompareResult) -> dict[str, Any]:
     for record in result.runs:
         if record.ok and record.processor is not None:
             try:
-                card = yaml.safe_load(record.processor.read_text(encoding="utf-8"))
-                return dict(card["training"]["zoo"])
-            except (OSError, yaml.YAMLError, KeyError, TypeError):
+                zoo = ProcessorCard.read(record.processor).training.get("zoo")
+            except DwsError:
                 continue
+            if isinstance(zoo, dict):
+                return dict(zoo)
     return {}
 
 

@@ -189,7 +189,7 @@ TOLERANCE = 1e-10
 SELF_CHECK_SPECS = ("2-16-16-1:sine", "3-5-6-7-2", "4-6-5-7-6-3:tanh")
 
 
-def _row(module: str, spec: MLPSpec, kind: str, error: float) -> dict:
+def check_row(module: str, spec: MLPSpec, kind: str, error: float) -> dict:
     return {
         "module": module,
         "spec": str(spec),
@@ -215,22 +215,22 @@ def self_check(seed: int = 0) -> list[dict]:
                 for b in layer.biases:
                     b.normal_()
             error = equivariance_error(layer, spec, channels=3, seed=seed)
-            rows.append(_row(f"DWSLayer[{mode}]", spec, "equivariant", error))
+            rows.append(check_row(f"DWSLayer[{mode}]", spec, "equivariant", error))
             pool = InvariantPooling(fixed, 3, fixed_mixing=mode, stats="mean+max")
             error = equivariance_error(pool, spec, channels=3, seed=seed, invariant=True)
-            rows.append(_row(f"InvariantPooling[{mode}]", spec, "invariant", error))
+            rows.append(check_row(f"InvariantPooling[{mode}]", spec, "invariant", error))
             config = DWSNetConfig(
                 hidden_channels=4, num_layers=2, fixed_mixing=mode, output_init_scale=1.0
             )
             model = InvariantDWSNet(spec, config).eval()
             error = equivariance_error(model, spec, seed=seed, invariant=True, as_space=True)
-            rows.append(_row(f"InvariantDWSNet[{mode}]", spec, "invariant", error))
+            rows.append(check_row(f"InvariantDWSNet[{mode}]", spec, "invariant", error))
             model = EquivariantDWSNet(spec, config).eval()
             error = equivariance_error(model, spec, seed=seed, as_space=True)
-            rows.append(_row(f"EquivariantDWSNet[{mode}]", spec, "equivariant", error))
+            rows.append(check_row(f"EquivariantDWSNet[{mode}]", spec, "equivariant", error))
         norm = ChannelNorm(fixed, 3)
         rows.append(
-            _row(
+            check_row(
                 "ChannelNorm",
                 spec,
                 "equivariant",
@@ -238,16 +238,3 @@ def self_check(seed: int = 0) -> list[dict]:
             )
         )
     return rows
-
-
-def check_processor(name_or_path: str, seed: int = 0) -> list[dict]:
-    """Equivariance/invariance error of a shipped or saved processor on random nets of its spec."""
-    from dwscli.processors.loading import load_processor
-
-    processor = load_processor(name_or_path)
-    spec = processor.spec
-    invariant = processor.kind == "invariant"
-    model = processor.model.eval()
-    error = equivariance_error(model, spec, seed=seed, invariant=invariant, as_space=True, trials=2)
-    kind = "invariant" if invariant else "equivariant"
-    return [_row(processor.name, spec, kind, error)]

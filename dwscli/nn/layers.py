@@ -1,8 +1,9 @@
 """DWS layers: the general linear map between weight-space features that commutes with the
 hidden-neuron permutations, plus the pointwise pieces that keep equivariance.
 
-How the layer is built (DESIGN.md §2). Number the neuron sets 0..L (set k has d_k neurons); W_i
-is indexed by sets (i, i-1) and b_i by (i). Sets 1..L-1 are permuted, 0 and L are fixed. For a
+How the layer is built (docs/design.md says why these blocks span every equivariant map).
+Number the neuron sets 0..L (set k has d_k neurons); W_i is indexed by sets (i, i-1) and b_i by
+(i). Sets 1..L-1 are permuted, 0 and L are fixed. For a
 block from source tensor S to target tensor T, the equivariant linear maps are spanned by one
 choice per hidden set in S ∪ T: a set shared by S and T is either *kept* (the output index equals
 the input index) or *pooled* (mean over the input, broadcast over the output); a set only in S is

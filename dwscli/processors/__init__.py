@@ -1,13 +1,23 @@
-"""Shipped pretrained processors: ``<name>.safetensors`` + ``<name>.yaml`` card in this folder."""
+"""Processors: trained weight-space networks, each a ``<name>.yaml`` card and
+``<name>.safetensors`` weights (the shipped ones live in this folder), and the jobs that run
+them over checkpoint files (:mod:`~dwscli.processors.pipeline`)."""
 
 from __future__ import annotations
 
+from dwscli.processors.card import ProcessorCard
 from dwscli.processors.registry import (
-    ProcessorCard,
+    default_processor,
     find_processor,
     fitting_processors,
     list_processors,
     load_card,
 )
 
-__all__ = ["ProcessorCard", "find_processor", "fitting_processors", "list_processors", "load_card"]
+__all__ = [
+    "ProcessorCard",
+    "default_processor",
+    "find_processor",
+    "fitting_processors",
+    "list_processors",
+    "load_card",
+]

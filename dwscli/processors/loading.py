@@ -1,7 +1,8 @@
 """Load a processor: ``<name>.safetensors`` (model weights) + ``<name>.yaml`` (its card).
 
-A card holds the task, the model kind (invariant/equivariant) and hyper-parameters, the input
-spec and preprocessing, training provenance and measured metrics (DESIGN.md §4).
+The card (:class:`~dwscli.processors.card.ProcessorCard`) holds the task, the model's
+architecture, kind and options, the input spec and preprocessing, training provenance and
+measured metrics; the model is rebuilt from it and the weights loaded into it.
 """
 
 from __future__ import annotations
@@ -10,28 +11,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from dwscli.errors import DwsError
+from dwscli.processors import registry
+from dwscli.processors.card import ProcessorCard
 
 if TYPE_CHECKING:  # imported for types only: this module stays light for `dws processors`
     from torch import nn
 
     from dwscli.weights.spec import MLPSpec
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-
 
 @dataclass
 class Processor:
-    """A loaded processor: its card, its model (in eval mode) and the input spec it takes."""
+    """A loaded processor: its card and its model (in eval mode)."""
 
-    name: str
-    card: dict
+    card: ProcessorCard
     model: nn.Module
     path: Path
-    kind: str
-    spec: MLPSpec
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def kind(self) -> str:
+        return self.card.model.kind
+
+    @property
+    def spec(self) -> MLPSpec:
+        return self.card.spec
 
 
 def resolve_processor_path(name_or_path: str) -> Path:
@@ -42,55 +50,33 @@ def resolve_processor_path(name_or_path: str) -> Path:
         if not card.is_file():
             raise DwsError(f"{card}: processor card not found")
         return card
-    shipped = PACKAGE_DIR / f"{name_or_path}.yaml"
+    shipped = registry.PROCESSORS_DIR / f"{name_or_path}.yaml"
     if shipped.is_file():
         return shipped
-    names = sorted(p.stem for p in PACKAGE_DIR.glob("*.yaml"))
+    names = sorted(p.stem for p in registry.PROCESSORS_DIR.glob("*.yaml"))
     raise DwsError(
         f"no processor named {name_or_path!r}",
-        hint=f"shipped: {', '.join(names)}" if names else "no processors are shipped yet",
+        hint=f"shipped: {', '.join(names)}" if names else "none is shipped",
     )
 
 
-def build_model(card: dict, source: str | None = None):
-    """``(spec, kind, model)`` of a card: any architecture of the trainer's registry
-    (``model.arch``, ``dws`` when absent), built from its ``model.config``."""
-    from dwscli.train.archs import get_arch
-    from dwscli.weights.spec import MLPSpec
+def build_model(card: ProcessorCard) -> nn.Module:
+    """The card's model, untrained: any architecture of :data:`dwscli.nn.archs.ARCHS`, built
+    for the card's input spec and kind from its ``model.config``."""
+    from dwscli.nn.archs import get_arch
 
-    where = f"{source}: " if source else ""
-    try:
-        spec = MLPSpec.parse(card["input"]["spec"])
-        model = card["model"]
-        kind = model["kind"]
-        arch_name = model.get("arch", "dws")
-        config = model.get("config") or {}
-    except (KeyError, TypeError) as error:
-        raise DwsError(f"{where}processor card is missing {error}") from error
-    if kind not in ("invariant", "equivariant"):
-        raise DwsError(
-            f"{where}unknown processor kind {kind!r}", hint="use 'invariant' or 'equivariant'"
-        )
-    if not isinstance(config, dict):
-        raise DwsError(f"{where}model.config must be a mapping")
-    arch = get_arch(str(arch_name), source)
-    options, out_features = arch.options_from_card(config, source)
-    return spec, kind, arch.build(spec, kind, options, out_features)
+    source = None if card.path is None else str(card.path)
+    arch = get_arch(card.model.arch, source)
+    options, out_features = arch.options_from_card(card.model.config, source)
+    return arch.build(card.spec, card.model.kind, options, out_features)
 
 
 def load_processor(name_or_path: str, *, device: str = "cpu") -> Processor:
     from safetensors.torch import load_file
 
     card_path = resolve_processor_path(name_or_path)
-    try:
-        card = yaml.safe_load(card_path.read_text())
-    except yaml.YAMLError as error:
-        raise DwsError(
-            f"{card_path}: not a valid YAML card ({error.__class__.__name__})"
-        ) from error
-    if not isinstance(card, dict):
-        raise DwsError(f"{card_path}: processor card must be a mapping")
-    spec, kind, model = build_model(card, str(card_path))
+    card = ProcessorCard.read(card_path)
+    model = build_model(card)
     weights_path = card_path.with_suffix(".safetensors")
     if not weights_path.is_file():
         raise DwsError(f"{weights_path}: processor weights not found")
@@ -105,4 +91,4 @@ def load_processor(name_or_path: str, *, device: str = "cpu") -> Processor:
             f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)"
         )
     model.to(device).eval()
-    return Processor(card.get("name", card_path.stem), card, model, card_path, kind, spec)
+    return Processor(card, model, card_path)

@@ -5,7 +5,7 @@
     >>> result.metrics["test"]["kendall_tau"]
 
 The pieces: :mod:`~dwscli.train.config` (the YAML schema), :mod:`~dwscli.train.tasks` (what is
-optimised and measured, by registry), :mod:`~dwscli.train.archs` (which model, by registry),
+optimised and measured, one module per task), :mod:`~dwscli.nn.archs` (which model),
 :mod:`~dwscli.train.loop` (the loop), :mod:`~dwscli.train.distributed` (torchrun/DDP),
 :mod:`~dwscli.train.state` (resuming), :mod:`~dwscli.train.card` (the processor it writes).
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dwscli.train.config import TrainConfig, TrainSettings, load_config
 from dwscli.train.loop import train
 from dwscli.train.report import Reporter, TrainReporter, TrainResult
-from dwscli.train.tasks import TASKS, Task, register_task
+from dwscli.train.tasks import TASKS, Task
 
 __all__ = [
     "TASKS",
@@ -26,6 +26,5 @@ __all__ = [
     "TrainResult",
     "TrainSettings",
     "load_config",
-    "register_task",
     "train",
 ]

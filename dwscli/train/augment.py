@@ -37,8 +37,8 @@ import torch
 from torch import Tensor
 
 from dwscli.errors import DwsError
+from dwscli.schema import ConfigError
 from dwscli.train.data import generator
-from dwscli.train.schema import ConfigError
 from dwscli.weights.space import WeightSpace
 
 

@@ -1,7 +1,8 @@
 """Writing a trained processor: ``<name>.safetensors`` (state dict) + ``<name>.yaml`` (card).
 
-The card is what :func:`dwscli.processors.loading.load_processor` reads to rebuild the model and
-what ``dws processors`` lists (DESIGN.md §4)::
+The card (:class:`dwscli.processors.card.ProcessorCard`, checked here as it is written) is what
+:func:`dwscli.processors.loading.load_processor` reads to rebuild the model and what
+``dws processors`` lists::
 
     name: fmnist-accuracy
     version: '1'
@@ -41,11 +42,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from dwscli import __version__
 from dwscli.data.zoo import Zoo
+from dwscli.processors.card import ProcessorCard
 from dwscli.weights.atomic import atomic_write_bytes
 
 
@@ -98,6 +99,18 @@ def zoo_section(zoo: Zoo, train_nets: int) -> dict[str, Any]:
     }
 
 
+def _plain(data: Any) -> Any:
+    """Plain YAML types only (dataclasses as mappings, no str subclasses)."""
+    import dataclasses
+
+    def default(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.asdict(value)
+        return str(value)
+
+    return json.loads(json.dumps(data, default=default))
+
+
 def write_processor(
     output: Path, name: str, card: Mapping[str, Any], model: nn.Module
 ) -> tuple[Path, Path]:
@@ -114,8 +127,7 @@ def write_processor(
     weights = output / f"{name}.safetensors"
     card_path = output / f"{name}.yaml"
     atomic_write_bytes(weights, safetensors.torch.save(tensors, metadata=metadata), force=True)
-    plain = json.loads(json.dumps(card, default=str))  # plain YAML types only (no str subclasses)
-    text = yaml.safe_dump(plain, sort_keys=False, allow_unicode=True, width=100)
+    text = ProcessorCard.from_mapping(_plain(card), path=card_path).to_yaml()
     atomic_write_bytes(card_path, text.encode("utf-8"), force=True)
     return card_path, weights
 

@@ -7,6 +7,7 @@ Example (every key but ``name``, ``task`` and ``zoo`` has a default)::
     task: accuracy                 # or {name: accuracy, target: test_acc, loss: mse}
     zoo: zoos/fmnist-clf           # paths are relative to the working directory
     output: dwscli/processors      # default runs/<name>
+    default_for: {task: accuracy}  # the commands use this processor when none is named
     model:
       arch: dws
       hidden_channels: 16
@@ -35,13 +36,24 @@ from typing import Any, Literal
 import yaml
 
 from dwscli.errors import DwsError
-from dwscli.train.archs import get_arch
+from dwscli.nn.archs import get_arch
+from dwscli.processors.card import DefaultFor, default_for_mapping
+from dwscli.schema import ConfigError, build_section, check_keys
 from dwscli.train.augment import AugmentSettings
-from dwscli.train.schema import ConfigError, build_section, check_keys
 from dwscli.train.tasks import task_class
 
 Device = Literal["auto", "cpu", "cuda"]
-TOP_LEVEL_KEYS = ["name", "version", "description", "task", "zoo", "output", "model", "train"]
+TOP_LEVEL_KEYS = [
+    "name",
+    "version",
+    "description",
+    "default_for",
+    "task",
+    "zoo",
+    "output",
+    "model",
+    "train",
+]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -115,6 +127,8 @@ class TrainConfig:
     train: TrainSettings = field(default_factory=TrainSettings)
     version: str = "1"
     description: str | None = None
+    #: copied into the card: the requests the processor answers when none is named
+    default_for: DefaultFor | None = None
     source: str | None = field(default=None, compare=False)
 
     @property
@@ -132,10 +146,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain data (what the card records and resume compares)."""
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
             "description": self.description,
+        }
+        if self.default_for is not None:
+            data["default_for"] = default_for_mapping(self.default_for)
+        return {
+            **data,
             "task": {"name": self.task.name, **asdict(self.task.options)},
             "zoo": str(self.zoo),
             "output": str(self.output),
@@ -191,6 +210,7 @@ class TrainConfig:
             train=_train_section(data.get("train"), source),
             version=str(version),
             description=data.get("description"),
+            default_for=_default_for_section(data.get("default_for"), source),
             source=source,
         )
 
@@ -207,6 +227,12 @@ class TrainConfig:
             problem = " ".join(str(error).split())
             raise ConfigError(f"{config_path}: not valid YAML ({problem})") from error
         return cls.from_dict(data, source=str(config_path))
+
+
+def _default_for_section(data: Any, source: str | None) -> DefaultFor | None:
+    if data is None:
+        return None
+    return build_section(DefaultFor, data, prefix="default_for.", source=source)
 
 
 def _task_section(data: Any, source: str | None) -> TaskSettings:

@@ -1,4 +1,4 @@
-"""The trainer: one loop for every task (DESIGN.md §3), single-process or under torchrun.
+"""The trainer: one loop for every task (see docs/design.md), single-process or under torchrun.
 
 Per run: open the zoo and the task, build the model with the seed, fit its input normalisation on
 a seeded sample of training nets, then for each epoch train on a fresh uniform shuffle (AdamW,
@@ -26,10 +26,10 @@ from torch import Tensor, nn
 
 from dwscli.data.zoo import Zoo
 from dwscli.errors import DwsError
+from dwscli.nn.archs import get_arch
 from dwscli.nn.heads import live_head_units
 from dwscli.train import card as cards
 from dwscli.train import data, distributed
-from dwscli.train.archs import get_arch
 from dwscli.train.augment import augment_batch, check_zoo, input_range
 from dwscli.train.config import TrainConfig, load_config
 from dwscli.train.netstore import ShardMaps, SplitNets
@@ -438,6 +438,7 @@ class Trainer:
             "version": config.version,
             "task": self.task.name,
             **self.task.card_fields(),
+            **({"default_for": config.default_for} if config.default_for else {}),
             "description": config.description,
             "model": {
                 "kind": self.task.kind,

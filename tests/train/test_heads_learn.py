@@ -15,7 +15,7 @@ import pytest
 
 from dwscli.data.zoo_make import InrZooConfig, make_inr_zoo
 from dwscli.train import train
-from dwscli.train.archs import ARCHS
+from dwscli.nn.archs import ARCHS
 from dwscli.train.config import TrainConfig
 
 #: small versions of each architecture (the defaults are sized for real zoos)
@@ -40,7 +40,7 @@ EPOCHS = {"graph": 80, "nfn-np": 80}
 
 
 @pytest.fixture(scope="module")
-def small_inr_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def inr_zoo_320(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("zoos") / "inr-320"
     config = InrZooConfig(spec="2-8-8-1:sine;w0=30", steps=20, chunk=160, compiled=False)
     make_inr_zoo(out, "mnist", count=320, config=config, shard_size=160)
@@ -77,8 +77,8 @@ def test_every_invariant_architecture_is_covered() -> None:
 
 
 @pytest.mark.parametrize("arch", sorted(SMALL))
-def test_fits_256_training_nets(small_inr_zoo: Path, tmp_path: Path, arch: str) -> None:
-    result = _train(small_inr_zoo, tmp_path, arch, SMALL[arch], epochs=EPOCHS.get(arch, 40))
+def test_fits_256_training_nets(inr_zoo_320: Path, tmp_path: Path, arch: str) -> None:
+    result = _train(inr_zoo_320, tmp_path, arch, SMALL[arch], epochs=EPOCHS.get(arch, 40))
     assert result.history[-1]["train"]["accuracy"] >= 0.9, result.history[-1]
     assert result.metrics["train"]["accuracy"] >= 0.9
     live = result.history[-1].get("live_head_units")
@@ -87,7 +87,7 @@ def test_fits_256_training_nets(small_inr_zoo: Path, tmp_path: Path, arch: str) 
 
 
 @pytest.mark.parametrize("arch", sorted(ALIVE_ONLY))
-def test_head_stays_alive(small_inr_zoo: Path, tmp_path: Path, arch: str) -> None:
-    result = _train(small_inr_zoo, tmp_path, arch, ALIVE_ONLY[arch], epochs=10)
+def test_head_stays_alive(inr_zoo_320: Path, tmp_path: Path, arch: str) -> None:
+    result = _train(inr_zoo_320, tmp_path, arch, ALIVE_ONLY[arch], epochs=10)
     live = result.history[-1]["live_head_units"]
     assert live[0] >= 0.5 * live[1], live

@@ -38,7 +38,7 @@ def predict_accuracy_command(
     One row per checkpoint, in input order. Hidden widths may differ from the processor's
     training nets; depth, input and output widths and activation must match.
     """
-    from dwscli.processors.run import predict_accuracy
+    from dwscli.api import predict_accuracy
 
     out = Output(json_mode=json_output)
     rows, failures = run_over_paths(
@@ -80,8 +80,8 @@ def adapt_command(
     Writes new checkpoints with each input's keys, dtypes and metadata, plus provenance (the
     processor and its version). Inputs are never overwritten unless --force.
     """
+    from dwscli.api import adapt
     from dwscli.errors import DwsError
-    from dwscli.processors.run import adapt
 
     if (output is None) == (out_dir is None):
         raise DwsError("pass exactly one of -o OUT and --out-dir DIR", exit_code=2)

@@ -152,7 +152,7 @@ def compare_command(
     """
     import torch
 
-    from dwscli.compare import compare
+    from dwscli.api import compare
 
     if threads is not None:
         torch.set_num_threads(threads)

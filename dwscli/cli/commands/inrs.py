@@ -1,6 +1,6 @@
 """``dws classify``, ``dws edit`` and ``dws embed``: processors for INRs (and any invariant one).
 
-Thin wrappers over :mod:`dwscli.processors.inr`, with the conventions of the classifier commands
+Thin wrappers over :mod:`dwscli.api`, with the conventions of the classifier commands
 (paths, ``-p``, ``--device``, ``--batch-size``, ``--fail-fast``, per-file errors, progress bar).
 """
 
@@ -68,7 +68,7 @@ def classify_command(
     shipped classifier of the data set its metadata names (dws zoo export records it), else
     mnist-inr-classify.
     """
-    from dwscli.processors.inr import classify
+    from dwscli.api import classify
 
     out = Output(json_mode=json_output)
     rows, failures = run_over_paths(
@@ -155,8 +155,8 @@ def edit_command(
     (dws.operation=edit, dws.edit_op, dws.processor, dws.processor_version). Inputs are never
     overwritten unless --force.
     """
+    from dwscli.api import edit
     from dwscli.errors import DwsError
-    from dwscli.processors.inr import edit
 
     if (output is None) == (out_dir is None):
         raise DwsError("pass exactly one of -o OUT and --out-dir DIR", exit_code=2)
@@ -227,7 +227,7 @@ def embed_command(
     an embedding processor trained with embedding: output gives its output; any other
     invariant processor (-p) gives its pooled features before the head.
     """
-    from dwscli.processors.inr import embed
+    from dwscli.api import embed
 
     out = Output(json_mode=json_output)
     summary, failures = run_over_paths(

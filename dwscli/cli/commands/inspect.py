@@ -123,11 +123,10 @@ def inspect_command(
     With several checkpoints, one row each (use --json for everything); a file that cannot be
     read is reported on stderr and skipped, and the exit code is 1 at the end.
     """
-    from dwscli.api import inspect_checkpoint
+    from dwscli.api import inspect_checkpoint, processors
     from dwscli.cli.errors import report
     from dwscli.errors import DwsError
     from dwscli.paths import expand_paths
-    from dwscli.processors.registry import list_processors
 
     out = Output(json_mode=json_output)
     failures = 0
@@ -137,7 +136,7 @@ def inspect_command(
         failures += 1
         report(error)
 
-    cards = list_processors()
+    cards = processors()
     infos: list[dict[str, Any]] = []
     for path in expand_paths(paths, on_error=fail):
         try:

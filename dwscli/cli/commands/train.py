@@ -178,13 +178,13 @@ def train_command(
     """
     import torch
 
-    from dwscli.train import load_config, train
+    from dwscli import api
 
     if threads is not None:
         torch.set_num_threads(threads)
-    settings = load_config(config).with_device(device)
+    settings = api.load_train_config(config, device=device)
     with TrainProgress() as progress:
-        result = train(settings, resume=resume, reporter=progress)
+        result = api.train(settings, resume=resume, reporter=progress)
     if result.rank != 0:
         return
     data = result.to_dict()

@@ -116,29 +116,29 @@ def inrs_command(
     last finished shard. The INR conventions (grid, coordinate range, output scaling, w0) are
     written into the zoo and into every exported checkpoint.
     """
-    from dwscli.data.zoo_make import inr_recipe, make_inr_zoo
+    from dwscli import api
 
     _setup(threads)
-    config = inr_recipe(
-        recipe,
-        spec=spec,
-        steps=steps,
-        psnr_target=psnr_target,
-        lr=lr,
-        chunk=chunk,
-        compiled=compile_step,
-        shared_init=shared_init,
+    fitting = api.inr_recipe(recipe, spec=spec)  # checks the name; the spec the zoo will have
+    total = api.zoo_part_size(
+        count or 70_000, part=shard, shard_size=shard_size, spec=fitting.spec
     )
-    total = _part_size(count or 70_000, shard, shard_size, config.spec)
     _make(
-        make_inr_zoo,
+        api.make_inr_zoo,
         f"INRs {dataset}",
         total,
         out_dir,
         shard,
         dataset=dataset,
         count=count,
-        config=config,
+        recipe=recipe,
+        steps=steps,
+        psnr_target=psnr_target,
+        lr=lr,
+        spec=spec,
+        chunk=chunk,
+        compiled=compile_step,
+        shared_init=shared_init,
         seed=seed,
         shard_size=shard_size,
         test_first=test_first,
@@ -159,19 +159,20 @@ def sines_command(
     threads: ThreadsOption = None,
 ) -> None:
     """Fit 1-D SIRENs to a·sin(b·x) on [-π, π] with a, b ~ U(0, 10) (a, b recorded as labels)."""
-    from dwscli.data.zoo_make import SineZooConfig, make_sine_zoo
+    from dwscli import api
 
     _setup(threads)
-    config = SineZooConfig(spec=spec, steps=steps, compiled=compile_step)
-    total = _part_size(count, shard, shard_size, spec)
+    total = api.zoo_part_size(count, part=shard, shard_size=shard_size, spec=spec)
     _make(
-        make_sine_zoo,
+        api.make_sine_zoo,
         "sine INRs",
         total,
         out_dir,
         shard,
         count=count,
-        config=config,
+        spec=spec,
+        steps=steps,
+        compiled=compile_step,
         seed=seed,
         shard_size=shard_size,
     )
@@ -204,37 +205,26 @@ def classifiers_command(
     """Train MLP classifiers, each with its own learning rate, weight decay, init scale,
     number of steps, training subset, label noise, dropout and seed; record test accuracy,
     train accuracy and loss of every net."""
-    from dwscli.data.classifier_train import PRESETS, ClassifierZooConfig
-    from dwscli.data.zoo_make import make_classifier_zoo
-    from dwscli.errors import DwsError
+    from dwscli import api
 
-    if preset not in PRESETS:
-        raise DwsError(f"unknown preset {preset!r}", hint=f"choose {' or '.join(PRESETS)}")
+    api.classifier_preset(preset)  # an unknown preset is refused before anything else
     _setup(threads)
-    config = ClassifierZooConfig(
-        spec=spec, pool=pool, eval_corruption=eval_corruption, ranges=PRESETS[preset]
-    )
-    total = _part_size(count, shard, shard_size, spec)
+    total = api.zoo_part_size(count, part=shard, shard_size=shard_size, spec=spec)
     _make(
-        make_classifier_zoo,
+        api.make_classifier_zoo,
         f"classifiers {dataset}",
         total,
         out_dir,
         shard,
         dataset=dataset,
         count=count,
-        config=config,
+        preset=preset,
+        spec=spec,
+        pool=pool,
+        eval_corruption=eval_corruption,
         seed=seed,
         shard_size=shard_size,
     )
-
-
-def _part_size(count: int, part: str | None, shard_size: int | None, spec: str) -> int:
-    """Nets a (part of a) run will make, for the progress bar."""
-    from dwscli.data.zoo import default_shard_size, plan_shards, select_part
-
-    plan = plan_shards(count, shard_size or default_shard_size(spec))
-    return sum(len(r) for r in select_part(plan, part).values())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -258,7 +248,7 @@ def info_command(
     directory: Annotated[str, typer.Argument(metavar="DIR")], json_output: JsonOption = False
 ) -> None:
     """Counts, splits, spec and the distribution of every recorded metric and label."""
-    from dwscli.data.zoo import zoo_info
+    from dwscli.api import zoo_info
 
     info = zoo_info(directory)
     out = Output(json_mode=json_output)
@@ -307,21 +297,10 @@ def export_command(
     json_output: JsonOption = False,
 ) -> None:
     """Write single nets of a zoo as standalone safetensors checkpoints (with their metadata)."""
-    from pathlib import Path
+    from dwscli.api import export_zoo
 
-    from dwscli.data.zoo import Zoo
-    from dwscli.errors import DwsError
-
-    zoo = Zoo.open(directory)
-    if ids:
-        chosen = [i.strip() for i in ids.split(",") if i.strip()]
-    elif split:
-        chosen = zoo.ids(split)
-    else:
-        raise DwsError("say which nets to export", hint="pass --ids ID,ID,... or --split test")
-    chosen = chosen[:limit] if limit else chosen
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    paths = zoo.export(chosen, out_dir, force=force)
+    chosen = [i.strip() for i in ids.split(",") if i.strip()] if ids else None
+    paths = export_zoo(directory, out_dir, ids=chosen, split=split, limit=limit, force=force)
     out = Output(json_mode=json_output)
     out.emit([str(p) for p in paths], render=lambda: None)
     out.success(f"wrote {len(paths)} checkpoints to {out_dir}")
@@ -332,7 +311,7 @@ def merge_command(
     out_dir: OutOption,
 ) -> None:
     """Join zoo parts made with --shard I/N into one zoo, checking nothing is missing or doubled."""
-    from dwscli.data.zoo import merge_zoos
+    from dwscli.api import merge_zoos
 
     zoo = merge_zoos([*parts], out_dir)
     Output().success(f"merged {len(parts)} parts into {out_dir}: {len(zoo)} nets")

@@ -1,23 +1,84 @@
-"""``statnn``: per-layer weight statistics into a small MLP (after Unterthiner et al., 2020).
+"""StatNN: hand-crafted weight statistics (after Unterthiner et al., 2020), two ways.
 
-The features are those of the gradient-boosting StatNN baseline
-(:func:`dwscli.baselines.statnn.weight_statistics`: mean, variance and five quantiles of every
-W_i and b_i), standardised with statistics fitted on the training sample, then an MLP. Invariant
-by construction (statistics of a tensor ignore the order of its entries); invariant tasks only.
+:func:`weight_statistics` gives, for every weight and bias tensor, its mean, variance and
+quantiles (0, 25, 50, 75, 100 %). Statistics of a tensor do not depend on the order of its
+entries, so both models below are permutation invariant by construction:
+
+* :class:`StatNN`: the statistics fed to gradient-boosted trees, the strong simple baseline for
+  predicting a classifier's accuracy from its weights (the ``accuracy`` task fits it beside the
+  processor);
+* ``statnn`` (:class:`StatNNRegressor`): the statistics, standardised with values fitted on the
+  training sample, into a small MLP, an architecture the trainer can train like any other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dwscli.baselines.statnn import QUANTILES, weight_statistics
-from dwscli.nn.baselines.common import BaselineModel
+from dwscli.errors import DwsError
+from dwscli.nn.baselines.common import BaselineModel, mlp
 from dwscli.nn.heads import invariant_head
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
+
+QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def weight_statistics(space: WeightSpace) -> Tensor:
+    """``[B, 7 * 2L]``: mean, variance and 5 quantiles of every W_i and b_i of each net."""
+    features = []
+    q = torch.tensor(QUANTILES, dtype=torch.float32)
+    for t in space.tensors():
+        flat = t.reshape(space.batch_size, -1).float()
+        features += [
+            flat.mean(dim=1, keepdim=True),
+            flat.var(dim=1, keepdim=True, unbiased=False),
+            torch.quantile(flat, q, dim=1).T,
+        ]
+    return torch.cat(features, dim=1)
+
+
+def _regressor(samples: int):
+    """The gradient-boosted trees. Leaves hold at least 20 nets (sklearn's default) once there
+    are 200 or more; fewer nets get smaller leaves, else trees could not split at all (under 40
+    nets) and every prediction would be the same."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor(
+        max_iter=500,
+        learning_rate=0.05,
+        min_samples_leaf=min(20, max(2, samples // 10)),
+        random_state=0,
+    )
+
+
+@dataclass
+class StatNN:
+    """A fitted StatNN regressor."""
+
+    model: object
+
+    @classmethod
+    def fit(cls, space: WeightSpace, targets: Tensor) -> StatNN:
+        return cls.fit_features(weight_statistics(space), targets)
+
+    @classmethod
+    def fit_features(cls, features: Tensor, targets: Tensor) -> StatNN:
+        """Fit on precomputed :func:`weight_statistics` (a big zoo's, computed in chunks)."""
+        model = _regressor(len(features))
+        model.fit(features.numpy(), targets.numpy())
+        return cls(model)
+
+    def predict(self, space: WeightSpace) -> Tensor:
+        return self.predict_features(weight_statistics(space))
+
+    def predict_features(self, features: Tensor) -> Tensor:
+        values = self.model.predict(features.numpy())  # type: ignore[attr-defined]
+        return torch.from_numpy(np.asarray(values, dtype=np.float32))
 
 
 @dataclass
@@ -71,4 +132,11 @@ def build_statnn(spec: MLPSpec, kind: str, options: StatNNOptions, out_features:
     return StatNNRegressor(spec, kind, options, out_features)
 
 
-__all__ = ["StatNNOptions", "StatNNRegressor", "build_statnn"]
+__all__ = [
+    "QUANTILES",
+    "StatNN",
+    "StatNNOptions",
+    "StatNNRegressor",
+    "build_statnn",
+    "weight_statistics",
+]

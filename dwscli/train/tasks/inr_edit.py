@@ -1,4 +1,4 @@
-"""``task: inr-edit``: INR weights -> INR weights whose rendering is the edited image (issue 5).
+"""``task: inr-edit``: INR weights -> INR weights whose rendering is the edited image.
 
 An equivariant DWSNet (residual: output = input + predicted change) learns an image edit
 (:func:`dwscli.data.edits.edit_images`: ``dilate``, ``erode``, ``contrast``, ``sharpen``) in
@@ -44,7 +44,7 @@ from torch import Tensor
 from dwscli.data.edits import EDIT_PARAMS, EditOp, describe_edit, edit_images, edit_params
 from dwscli.data.zoo import Zoo, ZooBatch, conventions_metadata
 from dwscli.errors import DwsError
-from dwscli.train.tasks import BaselineMetrics, Task, register_task
+from dwscli.train.tasks.base import BaselineMetrics, Task
 from dwscli.weights.functional import mlp_forward
 from dwscli.weights.inr import InrConventions, render
 from dwscli.weights.space import WeightSpace
@@ -86,7 +86,6 @@ def check_zoo(zoo: Zoo, options: InrEditOptions) -> None:
         raise DwsError(f"task.refit_steps: must be at least 1, got {options.refit_steps}")
 
 
-@register_task
 class InrEditTask(Task):
     """Equivariant weights -> weights: edit the image an INR draws."""
 

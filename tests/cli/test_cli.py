@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import types
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from dwscli.paths import expand_paths
 from dwscli.weights.checkpoint import load_checkpoint
 from dwscli.weights.functional import mlp_forward
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def dws(*args: str, stdin: str | None = None):
@@ -485,12 +484,13 @@ def test_processor_cards_and_fit(tmp_path: Path) -> None:
     from dwscli.weights.spec import MLPSpec
 
     (tmp_path / "inr-cls.yaml").write_text(
-        "task: inr-classification\nversion: 2\n"
+        "task: inr-classification\nversion: 2\nmodel: {kind: invariant}\n"
         "input: {spec: '2-32-32-1:sine;w0=30', dataset: mnist}\n"
         "metrics: {test: {accuracy: 0.9}}\n"
     )
     (tmp_path / "acc.yaml").write_text(
-        "name: acc-pred\ntask: accuracy-prediction\ninput_spec: 4-16-16-3:relu\n"
+        "name: acc-pred\ntask: accuracy-prediction\nmodel: {kind: invariant}\n"
+        "input: {spec: 4-16-16-3:relu}\n"
     )
     cards = list_processors(tmp_path)
     assert [card.name for card in cards] == ["acc-pred", "inr-cls"]
@@ -507,8 +507,8 @@ def test_processors_command_lists_cards(tmp_path: Path, monkeypatch: pytest.Monk
     import dwscli.processors.registry as registry
 
     (tmp_path / "inr-cls.yaml").write_text(
-        "task: inr-classification\ninput_spec: '2-16-16-1:sine;w0=30'\n"
-        "metrics: {test: {accuracy: 0.9}}\n"
+        "task: inr-classification\nmodel: {kind: invariant}\n"
+        "input: {spec: '2-16-16-1:sine;w0=30'}\nmetrics: {test: {accuracy: 0.9}}\n"
     )
     monkeypatch.setattr(registry, "PROCESSORS_DIR", tmp_path)
     listed = json.loads(dws("processors", "--json").stdout)
@@ -520,7 +520,7 @@ def test_processors_command_lists_cards(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def _fake_equivariance(monkeypatch: pytest.MonkeyPatch, passed: bool) -> None:
-    module = types.ModuleType("dwscli.nn.equivariance")
+    """Checks that report ``passed`` (the library's: one passes, one does not when not)."""
     row = {"module": "Fake", "spec": "2-3-1:relu", "kind": "invariant", "max_error": 0.5}
 
     def self_check(seed: int = 0) -> list[dict]:
@@ -529,12 +529,8 @@ def _fake_equivariance(monkeypatch: pytest.MonkeyPatch, passed: bool) -> None:
     def check_processor(name_or_path: str, seed: int = 0) -> list[dict]:
         return [{**row, "module": name_or_path, "passed": passed}]
 
-    module.self_check = self_check  # type: ignore[attr-defined]
-    module.check_processor = check_processor  # type: ignore[attr-defined]
-    import dwscli.nn
-
-    monkeypatch.setitem(sys.modules, "dwscli.nn.equivariance", module)
-    monkeypatch.setattr(dwscli.nn, "equivariance", module, raising=False)
+    monkeypatch.setattr("dwscli.nn.equivariance.self_check", self_check)
+    monkeypatch.setattr("dwscli.processors.equivariance.check_processor", check_processor)
 
 
 def test_check_equivariance_exit_codes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -550,7 +546,6 @@ def test_check_equivariance_exit_codes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_check_equivariance_of_the_library() -> None:
-    pytest.importorskip("dwscli.nn.equivariance")
     result = dws("check-equivariance", "--seed", "1", "--json")
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)

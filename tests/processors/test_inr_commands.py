@@ -22,9 +22,9 @@ from dwscli import api
 from dwscli.cli.app import main
 from dwscli.data.edits import edit_images
 from dwscli.data.zoo import conventions_metadata
+from dwscli.nn.archs import get_arch
 from dwscli.nn.models import DWSNetConfig
-from dwscli.processors import loading
-from dwscli.train.archs import get_arch
+from dwscli.processors import registry
 from dwscli.train.card import write_processor
 from dwscli.weights.checkpoint import load_checkpoint, save_checkpoint, save_space
 from dwscli.weights.inr import InrConventions, render
@@ -94,9 +94,13 @@ def _processor(
     return card_path
 
 
-def _classifier(directory: Path, name: str = "clf", dataset: str = "mnist") -> Path:
-    output = {"type": "logits", "classes": 10, "target": "labels.label"}
-    return _processor(directory, name, "inr-classify", dataset=dataset, extra={"output": output})
+def _classifier(
+    directory: Path, name: str = "clf", dataset: str = "mnist", default_for: dict | None = None
+) -> Path:
+    extra: dict = {"output": {"type": "logits", "classes": 10, "target": "labels.label"}}
+    if default_for is not None:
+        extra["default_for"] = default_for
+    return _processor(directory, name, "inr-classify", dataset=dataset, extra=extra)
 
 
 def _editor(directory: Path, name: str = "dilate") -> Path:
@@ -221,9 +225,11 @@ def test_classify_is_invariant_to_hidden_permutations(tmp_path, capfd) -> None:
 
 def test_classify_picks_the_shipped_classifier_by_dataset(tmp_path, capfd, monkeypatch) -> None:
     shipped = tmp_path / "shipped"
-    _classifier(shipped, "mnist-inr-classify", "mnist")
-    _classifier(shipped, "fmnist-inr-classify", "fashion-mnist")
-    monkeypatch.setattr(loading, "PACKAGE_DIR", shipped)
+    mnist_default = {"task": "inr-classify", "dataset": "mnist", "fallback": True}
+    _classifier(shipped, "mnist-inr-classify", "mnist", default_for=mnist_default)
+    fashion_default = {"task": "inr-classify", "dataset": "fashion-mnist"}
+    _classifier(shipped, "fmnist-inr-classify", "fashion-mnist", default_for=fashion_default)
+    monkeypatch.setattr(registry, "PROCESSORS_DIR", shipped)
     mnist = _inrs(tmp_path / "a", 2, **{"dws.zoo.dataset": "mnist"})
     fashion = _inrs(tmp_path / "b", 2, **{"dws.zoo.dataset": "fashion-mnist"})
     bare = _inrs(tmp_path / "c", 1)  # no dataset recorded: the MNIST classifier
@@ -245,21 +251,23 @@ def test_classify_picks_the_shipped_classifier_by_dataset(tmp_path, capfd, monke
     ] * 2
 
 
-def test_missing_shipped_processor_says_how_to_train_it(tmp_path, capfd, monkeypatch) -> None:
-    monkeypatch.setattr(loading, "PACKAGE_DIR", tmp_path / "nothing-shipped")
+def test_no_default_processor_is_one_setup_error(tmp_path, capfd, monkeypatch) -> None:
+    """Without a shipped card that is the default for the request, each command says so once
+    and how to name a processor instead."""
+    (tmp_path / "nothing-shipped").mkdir()
+    monkeypatch.setattr(registry, "PROCESSORS_DIR", tmp_path / "nothing-shipped")
     paths = _inrs(tmp_path / "inrs", 3)
     code, _, err = _run(["classify", str(tmp_path / "inrs")], capfd)
     assert code == 1
     assert len(_errors(err)) == 1  # one setup error, not one per file
-    assert "mnist-inr-classify is not shipped" in err
-    assert "dws train configs/mnist-inr-classify.yaml" in err
+    assert "no shipped processor does inr-classify" in err and "pass -p PROCESSOR" in err
     out = tmp_path / "o.safetensors"
     code, _, err = _run(["edit", str(paths[0]), "--op", "dilate", "-o", str(out)], capfd)
-    assert code == 1 and "dws train configs/mnist-inr-dilate.yaml" in err
+    assert code == 1 and "no shipped processor does inr-edit with op dilate" in err
     code, _, err = _run(["edit", str(paths[0]), "--op", "blur", "-o", str(out)], capfd)
     assert code == 1 and "unknown edit op 'blur'" in err and "dilate" in err
     code, _, err = _run(["embed", str(paths[0]), "-o", str(tmp_path / "e.npy")], capfd)
-    assert code == 1 and "dws train configs/sine-embed.yaml" in err
+    assert code == 1 and "no shipped processor does embed" in err
     assert not out.exists() and not (tmp_path / "e.npy").exists()
 
 
@@ -469,7 +477,7 @@ def test_inr_conventions_mismatch_is_an_error_unless_forced(tmp_path, capfd) -> 
 # ------------------------------------------------------------------------------------------
 # the shipped processor, on real held-out INRs
 
-ZOO = Path(__file__).resolve().parents[1] / "zoos" / "mnist-inr"
+ZOO = Path(__file__).resolve().parents[2] / "zoos" / "mnist-inr"
 
 
 def _held_out_inrs(directory: Path, example: str = "mnist-inr", zoo_dir: Path = ZOO) -> list[Path]:
@@ -477,13 +485,11 @@ def _held_out_inrs(directory: Path, example: str = "mnist-inr", zoo_dir: Path = 
     from dwscli.examples import example_path
 
     paths = [example_path(example)]
-    try:
+    if (zoo_dir / "zoo.json").is_file():  # the zoo is not part of the repository (CI has none)
         from dwscli.data.zoo import Zoo
 
         zoo = Zoo.open(zoo_dir)
         paths += zoo.export(zoo.splits["test"][:32], directory)
-    except Exception:  # the zoo is not part of the repository (CI has none)
-        pass
     return paths
 
 
@@ -491,14 +497,9 @@ def _held_out_inrs(directory: Path, example: str = "mnist-inr", zoo_dir: Path = 
 def test_shipped_edit_renders_closer_to_the_edited_image(op: str, tmp_path, capfd) -> None:
     """``dws edit --op OP`` with the shipped ``mnist-inr-OP``: the example (and, when the zoo is
     here, 32 held-out test INRs) render closer to their edited images than before."""
-    import yaml
-
-    shipped = loading.PACKAGE_DIR / f"mnist-inr-{op}.yaml"
-    if not shipped.is_file():
-        pytest.skip(f"mnist-inr-{op} is not shipped yet (dws train configs/mnist-inr-{op}.yaml)")
-    card = yaml.safe_load(shipped.read_text())
-    assert card["edit"]["op"] == op
-    params = {k: v for k, v in card["edit"].items() if k != "op"}
+    card = registry.default_processor("inr-edit", op=op)  # a missing one fails here
+    assert card.name == f"mnist-inr-{op}" and card.edit is not None and card.edit["op"] == op
+    params = {k: v for k, v in card.edit.items() if k != "op"}
     paths = _held_out_inrs(tmp_path / "held-out")
     out_dir = tmp_path / "edited"
     code, _, err = _run(["edit", *paths, "--op", op, "--out-dir", out_dir], capfd)
@@ -533,8 +534,7 @@ def test_shipped_classifier_reads_the_image_and_ignores_permutations(
     of its test INRs are mostly right too."""
     from dwscli.examples import example_path
 
-    if not (loading.PACKAGE_DIR / f"{processor}.yaml").is_file():
-        pytest.skip(f"{processor} is not shipped yet (dws train configs/{processor}.yaml)")
+    assert registry.find_processor(processor).weights_path.is_file()  # shipped, not skipped
     source = load_checkpoint(example_path(example))
     permuted = tmp_path / "permuted.safetensors"
     generator = torch.Generator().manual_seed(3)

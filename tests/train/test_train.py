@@ -21,10 +21,10 @@ from typer.testing import CliRunner
 from dwscli.cli.app import app
 from dwscli.data.classifier_train import ClassifierZooConfig, HparamRanges
 from dwscli.data.zoo import Zoo
-from dwscli.data.zoo_make import InrZooConfig, make_classifier_zoo, make_inr_zoo
+from dwscli.data.zoo_make import make_classifier_zoo
 from dwscli.errors import DwsError
 from dwscli.processors.loading import load_processor
-from dwscli.processors.registry import load_card
+from dwscli.processors.registry import default_processor, load_card
 from dwscli.train import Reporter, TrainResult, train
 
 TINY_MODEL = {"hidden_channels": 8, "num_layers": 2, "head_hidden": [16]}
@@ -41,17 +41,6 @@ def clf_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ranges=HparamRanges(steps=(5, 100), subset=(100, 1000)),
     )
     make_classifier_zoo(out, "fashion-mnist", count=48, config=config, shard_size=16)
-    return out
-
-
-@pytest.fixture(scope="module")
-def inr_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """40 small MNIST SIRENs (briefly fitted; enough to carry their digit)."""
-    out = tmp_path_factory.mktemp("zoos") / "inr"
-    config = InrZooConfig(
-        spec="2-8-8-1:sine;w0=30", steps=20, psnr_target=25.0, chunk=40, compiled=False
-    )
-    make_inr_zoo(out, "mnist", count=40, config=config, shard_size=16)
     return out
 
 
@@ -136,12 +125,12 @@ def _one_line_error(result: Any, *fragments: str) -> None:
     ],
 )
 def test_config_mistakes_are_one_line_errors(
-    inr_zoo: Path, tmp_path: Path, change: dict[str, Any], fragments: list[str]
+    small_inr_zoo: Path, tmp_path: Path, change: dict[str, Any], fragments: list[str]
 ) -> None:
     config = {
         "name": "x",
         "task": "inr-classify",
-        "zoo": str(inr_zoo),
+        "zoo": str(small_inr_zoo),
         "output": str(tmp_path),
         "model": {},
         "train": {},
@@ -164,10 +153,10 @@ def test_help_has_examples() -> None:
     assert "torchrun" in result.stdout
 
 
-def test_missing_config_file_and_bad_device(inr_zoo: Path, tmp_path: Path) -> None:
+def test_missing_config_file_and_bad_device(small_inr_zoo: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     _one_line_error(runner.invoke(app, ["train", str(tmp_path / "nope.yaml")]), "nope.yaml")
-    path = write_config(tmp_path / "c.yaml", name="x", task="inr-classify", zoo=str(inr_zoo))
+    path = write_config(tmp_path / "c.yaml", name="x", task="inr-classify", zoo=str(small_inr_zoo))
     _one_line_error(runner.invoke(app, ["train", str(path), "--device", "gpu"]), "'gpu'")
 
 
@@ -216,8 +205,8 @@ def test_statnn_is_measured_side_by_side(accuracy_run: TrainResult, clf_zoo: Pat
     is: refitting it here on the zoo's train split and scoring the test split gives its numbers."""
     from rich.console import Console
 
-    from dwscli.baselines.statnn import StatNN
     from dwscli.cli.commands.train import _render
+    from dwscli.nn.baselines.statnn import StatNN
     from dwscli.train.tasks import kendall_tau, r2_score
 
     statnn = accuracy_run.baselines["statnn"]["test"]
@@ -244,12 +233,13 @@ def test_statnn_is_measured_side_by_side(accuracy_run: TrainResult, clf_zoo: Pat
     assert "test, statnn" in console.export_text()
 
 
-def test_inr_classification_training_improves(inr_zoo: Path, tmp_path: Path) -> None:
+def test_inr_classification_training_improves(small_inr_zoo: Path, tmp_path: Path) -> None:
     config = write_config(
         tmp_path / "inr.yaml",
         name="tiny-inr",
+        default_for={"task": "inr-classify", "dataset": "mnist"},
         task="inr-classify",
-        zoo=str(inr_zoo),
+        zoo=str(small_inr_zoo),
         output=str(tmp_path / "out"),
         model=TINY_MODEL,
         train={"epochs": 12, "batch_size": 8, "lr": 1e-2, "device": "cpu", "patience": 50},
@@ -263,6 +253,10 @@ def test_inr_classification_training_improves(inr_zoo: Path, tmp_path: Path) -> 
     assert card["output"] == {"type": "logits", "classes": 10, "target": "labels.label"}
     assert card["input"]["conventions"]["grid"] == [28, 28]
     assert set(card["metrics"]["test"]) == {"accuracy", "loss"}
+    # the config's default_for is copied into the card, where the commands look for defaults
+    assert card["default_for"] == {"task": "inr-classify", "dataset": "mnist"}
+    found = default_processor("inr-classify", dataset="mnist", directory=tmp_path / "out")
+    assert found.name == "tiny-inr"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -312,14 +306,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_ddp_with_two_processes_matches_one(inr_zoo: Path, tmp_path: Path) -> None:
+def test_ddp_with_two_processes_matches_one(small_inr_zoo: Path, tmp_path: Path) -> None:
     """Same global batch (8 = 2 x 4), same data order and the same augmentation permutations on
     every rank (they are drawn per global batch from the seed), no dropout (its masks come from
     each process's own RNG): the results agree up to float summation order."""
     common = {
         "name": "ddp",
         "task": "inr-classify",
-        "zoo": str(inr_zoo),
+        "zoo": str(small_inr_zoo),
         "model": TINY_MODEL,
         "train": {"epochs": 2, "batch_size": 8, "eval_batch_size": 3, "lr": 3e-3, "seed": 1},
     }
@@ -401,18 +395,18 @@ def test_labelled_probes_start_from_training_images(clf_zoo: Path, tmp_path: Pat
 
 
 def test_inr_probes_are_coordinates_and_labels_need_a_classifier_zoo(
-    inr_zoo: Path, tmp_path: Path
+    small_inr_zoo: Path, tmp_path: Path
 ) -> None:
     from dwscli.train.probes import probe_inputs
 
-    inputs, labels = probe_inputs(Zoo.open(inr_zoo), 50, seed=0)
+    inputs, labels = probe_inputs(Zoo.open(small_inr_zoo), 50, seed=0)
     assert labels is None and inputs.shape == (50, 2)
     assert inputs.min() >= -1.0 and inputs.max() <= 1.0 and inputs.std() > 0.4
     config = write_config(
         tmp_path / "inr.yaml",
         name="tiny-inr-probes",
         task="inr-classify",
-        zoo=str(inr_zoo),
+        zoo=str(small_inr_zoo),
         output=str(tmp_path / "out"),
         model={**TINY_MODEL, "probes": 8, "probe_labels": True},
         train={"epochs": 1, "batch_size": 8, "device": "cpu"},

@@ -1,4 +1,4 @@
-"""``task: adapt``: zero-shot domain adaptation of classifiers (DESIGN.md §5, issue 4 item 4).
+"""``task: adapt``: zero-shot domain adaptation of classifiers.
 
 An equivariant DWSNet (residual: output = input + predicted change) maps a classifier trained on
 clean images to a classifier for a *target domain*, a named corruption
@@ -37,7 +37,7 @@ from dwscli.data.classifier_train import ImageData
 from dwscli.data.zoo import Zoo, ZooBatch
 from dwscli.errors import DwsError
 from dwscli.train.data import generator
-from dwscli.train.tasks import Task, register_task
+from dwscli.train.tasks.base import Task
 from dwscli.weights.functional import mlp_forward
 from dwscli.weights.space import WeightSpace
 
@@ -161,7 +161,6 @@ def score_nets(space: WeightSpace, data: ImageData) -> tuple[Tensor, Tensor]:
     return correct / len(data.labels), loss / len(data.labels)
 
 
-@register_task
 class AdaptTask(Task):
     """Equivariant weights -> weights: adapt classifiers to a corrupted target domain."""
 

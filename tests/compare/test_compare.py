@@ -22,8 +22,7 @@ from typer.testing import CliRunner
 
 from dwscli.cli.app import app
 from dwscli.compare.plan import load_compare_config, plan_runs
-from dwscli.data.zoo_make import InrZooConfig, make_inr_zoo
-from dwscli.train.archs import ARCHS
+from dwscli.nn.archs import ARCHS
 
 TINY_DWS = {"hidden_channels": 8, "num_layers": 2, "head_hidden": [16]}
 SEEDS = 2
@@ -45,16 +44,6 @@ def _second_arch() -> str | None:
 ARCH_NAMES = ["dws", *filter(None, [_second_arch()])]
 
 
-@pytest.fixture(scope="module")
-def inr_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("zoos") / "inr"
-    config = InrZooConfig(
-        spec="2-8-8-1:sine;w0=30", steps=20, psnr_target=25.0, chunk=40, compiled=False
-    )
-    make_inr_zoo(out, "mnist", count=40, config=config, shard_size=16)
-    return out
-
-
 def write_config(path: Path, zoo: Path, **extra: Any) -> Path:
     config = {
         "name": "tiny",
@@ -69,10 +58,12 @@ def write_config(path: Path, zoo: Path, **extra: Any) -> Path:
 
 
 @pytest.fixture(scope="module")
-def compared(inr_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Any]:
+def compared(
+    small_inr_zoo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, Any]:
     """``dws compare`` with the archs of ARCH_NAMES, 2 seeds each: (config, output, result)."""
     root = tmp_path_factory.mktemp("compare")
-    config = write_config(root / "c.yaml", inr_zoo)
+    config = write_config(root / "c.yaml", small_inr_zoo)
     out = root / "results"
     archs = ",".join(ARCH_NAMES)
     result = dws("compare", str(config), "--archs", archs, "--seeds", str(SEEDS), "-o", str(out))
@@ -229,8 +220,8 @@ def _one_line_error(result: Any, *fragments: str) -> str:
     return lines[0]
 
 
-def test_unknown_arch_lists_the_choices(inr_zoo: Path, tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.yaml", inr_zoo)
+def test_unknown_arch_lists_the_choices(small_inr_zoo: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", small_inr_zoo)
     result = dws("compare", str(config), "--archs", "dws,transformr", "-o", str(tmp_path / "o"))
     line = _one_line_error(result, "unknown architecture 'transformr'", "choose from")
     assert all(name in line for name in ARCHS)
@@ -238,11 +229,11 @@ def test_unknown_arch_lists_the_choices(inr_zoo: Path, tmp_path: Path) -> None:
 
 
 def test_an_arch_that_cannot_do_the_task_is_refused_before_training(
-    inr_zoo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_inr_zoo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     equi_only = dataclasses.replace(ARCHS["dws"], name="equi-only", kinds=("equivariant",))
     monkeypatch.setitem(ARCHS, "equi-only", equi_only)
-    config = write_config(tmp_path / "c.yaml", inr_zoo)
+    config = write_config(tmp_path / "c.yaml", small_inr_zoo)
     result = dws("compare", str(config), "--archs", "dws,equi-only", "-o", str(tmp_path / "o"))
     _one_line_error(result, "arch 'equi-only' cannot do task inr-classify", "invariant model")
     assert not (tmp_path / "o").exists()  # nothing was trained, not even dws
@@ -265,15 +256,15 @@ def test_an_arch_that_cannot_do_the_task_is_refused_before_training(
     ids=["budget", "train-key", "train-type", "model-key", "unknown-arch", "seeds", "section-key"],
 )
 def test_compare_section_mistakes_are_one_line_errors(
-    inr_zoo: Path, tmp_path: Path, section: dict[str, Any], fragment: str
+    small_inr_zoo: Path, tmp_path: Path, section: dict[str, Any], fragment: str
 ) -> None:
-    config = write_config(tmp_path / "c.yaml", inr_zoo, compare=section)
+    config = write_config(tmp_path / "c.yaml", small_inr_zoo, compare=section)
     result = dws("compare", str(config), "--archs", "dws", "-o", str(tmp_path / "o"))
     _one_line_error(result, str(config), fragment)
     assert not (tmp_path / "o").exists()
 
 
-def test_model_options_precedence(inr_zoo: Path, tmp_path: Path) -> None:
+def test_model_options_precedence(small_inr_zoo: Path, tmp_path: Path) -> None:
     """compare.models.<arch>, else the config's model: section for its own arch, else defaults."""
     section = {
         "archs": ["dws"],
@@ -281,7 +272,9 @@ def test_model_options_precedence(inr_zoo: Path, tmp_path: Path) -> None:
         "models": {"dws": {"hidden_channels": 4}, "mlp": {}},  # mlp: not compared, allowed
         "train": {"dws": {"lr": "5e-3", "permutation_augmentation": False}},
     }
-    base, parsed = load_compare_config(write_config(tmp_path / "c.yaml", inr_zoo, compare=section))
+    base, parsed = load_compare_config(
+        write_config(tmp_path / "c.yaml", small_inr_zoo, compare=section)
+    )
     assert parsed.archs == ("dws",) and parsed.seeds == 2
     runs = plan_runs(
         base, ["dws"], 2, tmp_path / "o", models=parsed.models, train_overrides=parsed.train
@@ -294,7 +287,9 @@ def test_model_options_precedence(inr_zoo: Path, tmp_path: Path) -> None:
     assert [r.directory.name for r in runs] == ["dws-s0", "dws-s1"]
     (own,) = plan_runs(base, ["dws"], 1, tmp_path / "o")
     assert own.config.model.options.hidden_channels == 8  # the model: section
-    bare, _ = load_compare_config(write_config(tmp_path / "d.yaml", inr_zoo, model={"arch": "dws"}))
+    bare, _ = load_compare_config(
+        write_config(tmp_path / "d.yaml", small_inr_zoo, model={"arch": "dws"})
+    )
     (default,) = plan_runs(bare, ["dws"], 1, tmp_path / "o")
     assert default.config.model.options == type(default.config.model.options)()
     for other in ARCH_NAMES[1:]:  # an arch the config's model: section is not for: defaults
@@ -346,7 +341,7 @@ def test_a_failed_run_is_reported_and_the_others_are_kept(
 
 
 def test_tables_from_records_with_a_baseline_a_tie_and_a_failure(
-    inr_zoo: Path, tmp_path: Path
+    small_inr_zoo: Path, tmp_path: Path
 ) -> None:
     """The aggregation alone, on made-up run records (no training)."""
     from dwscli.compare.runner import CompareResult, RunRecord
@@ -379,7 +374,7 @@ def test_tables_from_records_with_a_baseline_a_tie_and_a_failure(
     assert summary[0]["std"]["accuracy"] == pytest.approx(statistics.stdev([0.5, 0.7]))
     assert summary[1]["runs"] == 1 and math.isnan(summary[1]["std"]["accuracy"])
     assert summary[2]["mean"]["accuracy"] == pytest.approx(0.35)
-    base, _ = load_compare_config(write_config(tmp_path / "c.yaml", inr_zoo))
+    base, _ = load_compare_config(write_config(tmp_path / "c.yaml", small_inr_zoo))
     result = CompareResult(
         "tiny",
         "inr-classify",
@@ -420,11 +415,11 @@ def test_tables_from_records_with_a_baseline_a_tie_and_a_failure(
 
 @pytest.mark.parametrize(
     "path",
-    sorted((Path(__file__).resolve().parents[1] / "configs" / "compare").glob("*.yaml")),
+    sorted((Path(__file__).resolve().parents[2] / "configs" / "compare").glob("*.yaml")),
     ids=lambda p: p.stem,
 )
 def test_committed_compare_configs_plan(
-    path: Path, inr_zoo: Path, da_zoo: Path, tmp_path: Path
+    path: Path, small_inr_zoo: Path, da_zoo: Path, tmp_path: Path
 ) -> None:
     """Every committed compare config parses (its zoo pointed at a tiny zoo of the same kind)
     and plans a valid run for each arch it names."""
@@ -434,7 +429,7 @@ def test_committed_compare_configs_plan(
     data = yaml.safe_load(path.read_text())
     assert data["zoo"].startswith("zoos/")
     section = parse_compare_section(data.pop("compare"), str(path))
-    tiny = inr_zoo if "inr" in data["zoo"] else da_zoo
+    tiny = small_inr_zoo if "inr" in data["zoo"] else da_zoo
     base = TrainConfig.from_dict({**data, "zoo": str(tiny)}, source=str(path))
     assert section.archs and set(section.archs) <= set(ARCHS)
     check_model_kinds(base, section.archs)  # what dws compare checks before any training

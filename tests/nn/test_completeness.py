@@ -1,4 +1,4 @@
-"""The DWS layer spans exactly the space of equivariant linear maps (DESIGN.md §2)."""
+"""The DWS layer spans exactly the space of equivariant linear maps (docs/design.md)."""
 
 from __future__ import annotations
 

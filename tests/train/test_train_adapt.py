@@ -21,12 +21,12 @@ from dwscli.data.zoo import Zoo
 from dwscli.data.zoo_make import make_classifier_zoo
 from dwscli.errors import DwsError
 from dwscli.train import TrainConfig, TrainResult, train
-from dwscli.train.adapt import TEST_CORRUPTION_SEED, score_nets
 from dwscli.train.tasks import task_class
+from dwscli.train.tasks.adapt import TEST_CORRUPTION_SEED, score_nets
 from dwscli.weights.checkpoint import load_checkpoint, save_space
 from dwscli.weights.space import WeightSpace
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.fixture(scope="module")

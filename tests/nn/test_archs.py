@@ -1,5 +1,5 @@
-"""The baseline architectures behind the trainer's registry (issue 6): shapes, symmetry (or its
-absence, on purpose), the trainer on tiny zoos, and processors that reload to the same outputs.
+"""The baseline architectures of the registry: shapes, input checks, the trainer on tiny zoos,
+and processors that reload to the same outputs.
 
 ``nfn`` (the reference NFN package, ``bench`` extra) is used as a test oracle only.
 """
@@ -19,12 +19,11 @@ import yaml
 from dwscli.data.zoo import Zoo
 from dwscli.data.zoo_make import InrZooConfig, make_inr_zoo
 from dwscli.errors import DwsError
+from dwscli.nn.archs import ARCHS, get_arch
 from dwscli.nn.baselines.nfn import HNPLinear, NPLinear
-from dwscli.nn.equivariance import equivariance_error
 from dwscli.nn.features import WSFeatures
 from dwscli.processors.loading import load_processor
 from dwscli.train import TrainConfig, TrainResult, train
-from dwscli.train.archs import ARCHS, get_arch
 from dwscli.train.card import write_processor
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
@@ -32,7 +31,6 @@ from dwscli.weights.symmetry import apply_permutation, random_permutation
 
 BASELINES = sorted(name for name in ARCHS if name != "dws")
 EQUIVARIANT_FAMILY = ["nfn-np", "nfn-hnp", "nft", "graph"]  # built from symmetric layers
-ORDER_DEPENDENT = ["mlp", "mlp-aug", "transformer", "inr2vec"]  # no symmetry built in
 SPEC = MLPSpec.parse("3-5-6-2")
 TOLERANCE = 1e-10  # float64
 
@@ -126,33 +124,7 @@ def test_a_config_needs_only_the_arch_name(tmp_path: Path, inr_zoo: Path) -> Non
 # symmetry
 
 
-@pytest.mark.parametrize(("name", "kind"), cases(EQUIVARIANT_FAMILY))
-@pytest.mark.parametrize("text", ["3-5-6-2", "2-4-3-5-1", "4-6-3"])
-def test_equivariant_family_is_equivariant_or_invariant(name: str, kind: str, text: str) -> None:
-    spec = MLPSpec.parse(text)
-    scale = {"output_init_scale": 1.0} if kind == "equivariant" else {}
-    model = build(name, kind, spec, **scale)
-    error = equivariance_error(model, spec, invariant=kind == "invariant", as_space=True)
-    assert error < TOLERANCE, (name, kind, text, error)
-
-
-def test_statnn_is_invariant() -> None:
-    # the statistics are computed in float32 (dwscli.baselines.statnn), hence the tolerance
-    error = equivariance_error(build("statnn", "invariant"), SPEC, invariant=True, as_space=True)
-    assert error < 1e-5
-
-
-@pytest.mark.parametrize("name", ORDER_DEPENDENT)
-def test_order_dependent_archs_are_not_invariant(name: str) -> None:
-    """They must see neuron order: an accidental symmetrisation (pooling over everything,
-    sorting, dropping position embeddings) would make this error vanish."""
-    error = equivariance_error(build(name, "invariant"), SPEC, invariant=True, as_space=True)
-    assert error > 1e-3, (name, error)
-
-
-def test_flat_mlp_is_not_equivariant() -> None:
-    model = build("mlp", "equivariant", output_init_scale=1.0)
-    assert equivariance_error(model, SPEC, as_space=True) > 1e-3
+# Whether each architecture has the symmetry it declares: tests/nn/test_arch_symmetry.py.
 
 
 def test_transformer_position_embeddings_break_the_symmetry_of_tokens() -> None:
@@ -297,6 +269,7 @@ def test_cards_with_unknown_archs_or_options_are_one_line_errors(tmp_path: Path)
         ("graph", {**config, "num_layers": "three"}, "model.config.num_layers: expected an"),
     ]:
         card = {
+            "task": "accuracy",
             "model": {"kind": "invariant", "arch": arch, "config": cfg},
             "input": {"spec": str(SPEC)},
         }
@@ -321,7 +294,7 @@ def inr_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cached_domain_images() -> Iterator[None]:
     """The adapt task corrupts the whole data set per run; do it once for this module."""
-    from dwscli.train import adapt
+    from dwscli.train.tasks import adapt
 
     load = adapt.load_domain_images
     cache: dict[tuple[str, str, Any], Any] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dwscli.baselines.statnn import StatNN, weight_statistics
+from dwscli.nn.baselines.statnn import StatNN, weight_statistics
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
 from dwscli.weights.symmetry import apply_permutation, random_permutation

@@ -213,12 +213,12 @@ def test_shipped_adapt_processor_recovers_the_example_on_its_target_domain(tmp_p
     assert (
         domain
         == yaml.safe_load(
-            (Path(__file__).parents[1] / "dwscli/processors/fmnist-adapt-contrast.yaml").read_text()
+            (Path(__file__).parents[2] / "dwscli/processors/fmnist-adapt-contrast.yaml").read_text()
         )["target_domain"]
     )
     before = _target_accuracy(example_path("fmnist-mlp"), domain)
     after = _target_accuracy(out, domain)
-    assert after > before + 0.10, (before, after)  # the issue's +10 points, on one real net
+    assert after > before + 0.10, (before, after)  # at least +10 points, on one real net
 
 
 def test_shipped_accuracy_processor_is_close_on_the_example(capfd) -> None:

@@ -16,15 +16,15 @@ from dwscli.data.edits import EDIT_OPS, EDIT_PARAMS, EditOp, edit_images
 from dwscli.data.zoo import Zoo
 from dwscli.data.zoo_make import InrZooConfig, SineZooConfig, make_inr_zoo, make_sine_zoo
 from dwscli.errors import DwsError
+from dwscli.nn.archs import get_arch
 from dwscli.train import TrainConfig, TrainResult, train
-from dwscli.train.archs import get_arch
-from dwscli.train.embed import EmbedOptions, EmbedTask, LinearProbe, nt_xent
-from dwscli.train.inr_edit import InrEditOptions, InrEditTask
 from dwscli.train.tasks import task_class
+from dwscli.train.tasks.embed import EmbedOptions, EmbedTask, LinearProbe, nt_xent
+from dwscli.train.tasks.inr_edit import InrEditOptions, InrEditTask
 from dwscli.weights.functional import mlp_forward
 from dwscli.weights.symmetry import apply_permutation, random_permutation
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 F64 = torch.float64
 
 
@@ -324,7 +324,7 @@ def test_pooled_embedding_is_the_pooled_features(
 ) -> None:
     """The card says the embedding is pooled; the probe metric is a probe on ``model.embed``;
     ``dws embed`` with the processor writes those features, unchanged by permutations."""
-    from dwscli.processors.inr import compute_embeddings
+    from dwscli.processors.embed import compute_embeddings
 
     card = yaml.safe_load(pooled_embed_run.processor.read_text())
     assert card["output"]["embedding"] == "pooled"

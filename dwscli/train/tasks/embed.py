@@ -1,4 +1,4 @@
-"""``task: embed``: self-supervised embeddings of networks (issue 5 item 3, DESIGN.md §5).
+"""``task: embed``: self-supervised embeddings of networks.
 
 An invariant DWSNet maps each net to a vector of ``dim`` numbers. With ``embedding: output``
 (the default) that output IS the embedding (what ``dws embed`` writes); with ``embedding:
@@ -47,7 +47,7 @@ from dwscli.errors import DwsError
 from dwscli.nn.models import pooled_features
 from dwscli.train.augment import weight_dropout, weight_noise
 from dwscli.train.data import generator
-from dwscli.train.tasks import BaselineMetrics, Task, register_task
+from dwscli.train.tasks.base import BaselineMetrics, Task
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.symmetry import apply_permutation, random_permutation
 
@@ -147,7 +147,6 @@ def probe_metrics(pred: Tensor, target: Tensor, labels: list[str]) -> dict[str, 
 # ------------------------------------------------------------------------------------------------
 
 
-@register_task
 class EmbedTask(Task):
     """Invariant weights -> embedding, trained contrastively, scored by a linear probe."""
 

@@ -1,0 +1,314 @@
+"""The one way every processor command runs: load, pick, check, batch, forward, write.
+
+1. each input checkpoint is read (:func:`load_items`), and a processor picked for it (most jobs
+   use one processor for all; ``classify`` picks by the data set an INR records);
+2. it is checked against the processor: the spec (:func:`check_fits`: depth, input and output
+   widths, activation; hidden widths may differ, since the layers work for any width), then
+   the reading conventions of an INR (:func:`check_conventions`), which ``force`` skips;
+3. the checkpoints that passed are grouped by processor and widths, so they stack, and run in
+   chunks (:func:`chunks`, :func:`stack`), one forward pass each;
+4. the job turns outputs into rows or files (:func:`transform_and_write` for jobs that write
+   new weights).
+
+A file that cannot be read or does not fit is reported through ``on_error`` and skipped (or
+raised at once with ``fail_fast``); the others go on. A processor that cannot be used at all is
+a :class:`ProcessorUnavailable` and stops the run. The jobs, one module each:
+:mod:`~dwscli.processors.accuracy`, :mod:`~dwscli.processors.adapt`,
+:mod:`~dwscli.processors.classify`, :mod:`~dwscli.processors.edit`,
+:mod:`~dwscli.processors.embed`.
+
+Conventions: the checkpoint's ``inr.*`` metadata (grid, coordinate range, output scale/offset)
+against the card's ``input.conventions``, and the sine frequencies w0 of both specs. A
+processor trained on INRs that read coordinates in [-1, 1] says nothing useful about one that
+reads [0, 1], so a mismatch is an error unless ``force``. A checkpoint that records no ``inr.*``
+key is taken to follow the processor's conventions (there is nothing to compare).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dwscli.errors import DwsError
+from dwscli.processors.loading import Processor, load_processor
+from dwscli.weights.checkpoint import Checkpoint, load_checkpoint
+from dwscli.weights.space import WeightSpace
+
+ErrorHandler = Callable[[Path, DwsError], None]
+Progress = Callable[[int], None]
+
+
+#: Zoo conventions that describe how a zoo was *made*, not how its nets are read.
+_NOT_READING_CONVENTIONS = frozenset({"points"})
+
+
+# ------------------------------------------------------------------------------------------
+# opening a processor and checking what it is
+
+
+def open_processor(name_or_path: str, device: torch.device) -> Processor:
+    """A shipped processor by name, or a saved one by the path of its card or weights."""
+    return load_processor(name_or_path, device=str(device))
+
+
+class ProcessorUnavailable(DwsError):
+    """A processor cannot be opened or used: a problem of the setup, not of one file."""
+
+    @classmethod
+    def of(cls, error: DwsError) -> ProcessorUnavailable:
+        return cls(error.message, hint=error.hint, exit_code=error.exit_code)
+
+
+def require(processor: Processor, *, tasks: tuple[str, ...], kind: str, what: str) -> None:
+    task = processor.card.task
+    if task not in tasks and not (what == "classify" and output_type(processor) == "logits"):
+        raise DwsError(
+            f"processor {processor.name} does task {task!r}; {what} needs a processor of task "
+            f"{' or '.join(repr(t) for t in tasks)}"
+        )
+    if processor.kind != kind:
+        raise DwsError(f"processor {processor.name} is {processor.kind}; {what} needs {kind}")
+
+
+def output_type(processor: Processor) -> str | None:
+    return processor.card.output_type
+
+
+# ------------------------------------------------------------------------------------------
+# checking one checkpoint
+
+
+def check_fits(checkpoint: Checkpoint, processor: Processor) -> None:
+    """Refuse a network the processor was not made for, saying what it expects."""
+    expected = processor.spec
+    spec = checkpoint.spec
+    if not expected.fixed_dims_match(spec) or spec.activation != expected.activation:
+        widths = [str(expected.input_dim), *["*"] * len(expected.hidden_widths)]
+        shape = "-".join([*widths, str(expected.output_dim)])
+        raise DwsError(
+            f"{checkpoint.path}: a {spec} network does not fit processor {processor.name}, "
+            f"which expects {shape}:{expected.activation} (* = any width)"
+        )
+
+
+def _numbers(value: object) -> tuple[float, ...] | None:
+    """``[28, 28]``, ``"28x28"``, ``"-1.0,1.0"``, ``0.5`` -> floats; None when not numeric."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return (float(value),)
+    if isinstance(value, (list, tuple)):
+        parts: list[object] = list(value)
+    elif isinstance(value, str):
+        parts = [p for p in re.split(r"[x,\s]+", value.strip()) if p]
+    else:
+        return None
+    try:
+        return tuple(float(p) for p in parts)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def shown_value(key: str, value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        sep = "x" if key == "grid" else ","
+        return sep.join(str(int(v)) if key == "grid" else repr(float(v)) for v in value)
+    return str(value)
+
+
+def _same(actual: str, expected: object) -> bool:
+    a, b = _numbers(actual), _numbers(expected)
+    if a is None or b is None:
+        return actual.strip() == str(expected).strip()
+    return len(a) == len(b) and all(
+        math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-9) for x, y in zip(a, b)
+    )
+
+
+def check_inr_metadata(checkpoint: Checkpoint) -> None:
+    """Refuse ``inr.*`` metadata no image can have (a huge or empty grid, NaN), even with force."""
+    from dwscli.weights.inr import InrConventions
+
+    if any(key.startswith("inr.") for key in checkpoint.metadata):
+        InrConventions.from_metadata(checkpoint.metadata, source=str(checkpoint.path))
+
+
+def check_conventions(checkpoint: Checkpoint, processor: Processor) -> None:
+    """Refuse an INR whose reading conventions or sine w0 differ from the processor's card."""
+    from dwscli.weights.functional import sine_frequencies
+
+    conventions = processor.card.input.conventions or {}
+    if isinstance(conventions, Mapping):
+        for key, expected in conventions.items():
+            actual = checkpoint.metadata.get(f"inr.{key}")
+            if key in _NOT_READING_CONVENTIONS or actual is None or _same(actual, expected):
+                continue
+            raise DwsError(
+                f"{checkpoint.path}: INR convention inr.{key} is {actual} but processor "
+                f"{processor.name} expects {shown_value(str(key), expected)}",
+                hint="pass --force to run it anyway",
+            )
+    if checkpoint.spec.activation == "sine" and processor.spec.activation == "sine":
+        ours, theirs = sine_frequencies(checkpoint.spec), sine_frequencies(processor.spec)
+        if any(not math.isclose(a, b, rel_tol=1e-6) for a, b in zip(ours, theirs)):
+            raise DwsError(
+                f"{checkpoint.path}: sine w0 is {ours[0]:g} (hidden {ours[1]:g}) but processor "
+                f"{processor.name} expects w0 {theirs[0]:g} (hidden {theirs[1]:g})",
+                hint="pass --force to run it anyway",
+            )
+
+
+# ------------------------------------------------------------------------------------------
+# loading, batching, writing
+
+
+@dataclass
+class Item:
+    index: int  # position in the input list
+    checkpoint: Checkpoint
+    processor: Processor
+
+
+def report(path: Path, error: DwsError, fail_fast: bool, on_error: ErrorHandler | None) -> None:
+    """A per-file error: raised (``fail_fast``, or nobody to tell) or handed to ``on_error``."""
+    if fail_fast or on_error is None:
+        raise error
+    on_error(path, error)
+
+
+def load_items(
+    paths: Iterable[Path],
+    choose: Callable[[Checkpoint], Processor],
+    *,
+    force: bool = False,
+    fail_fast: bool = False,
+    on_error: ErrorHandler | None = None,
+) -> list[Item]:
+    """Read each checkpoint, pick its processor and check that it fits (spec, then, unless
+    ``force``, conventions); bad files are reported.
+
+    ``choose`` may raise a :class:`DwsError` for a file (reported like a bad file); a
+    :class:`ProcessorUnavailable` is not a problem of the file and stops the run.
+    """
+    items = []
+    for index, path in enumerate(paths):
+        try:
+            checkpoint = load_checkpoint(path)
+            processor = choose(checkpoint)
+            check_fits(checkpoint, processor)
+            check_inr_metadata(checkpoint)
+            if not force:
+                check_conventions(checkpoint, processor)
+        except ProcessorUnavailable:
+            raise
+        except DwsError as error:
+            report(Path(path), error, fail_fast, on_error)
+            continue
+        items.append(Item(index, checkpoint, processor))
+    return items
+
+
+def chunks(items: Sequence[Item], batch_size: int) -> Iterator[list[Item]]:
+    """Items with the same processor and widths (so they stack), in input order within."""
+    groups: dict[tuple[int, tuple[int, ...]], list[Item]] = {}
+    for item in items:
+        groups.setdefault((id(item.processor), item.checkpoint.spec.widths), []).append(item)
+    for group in groups.values():
+        for start in range(0, len(group), batch_size):
+            yield group[start : start + batch_size]
+
+
+def stack(chunk: Sequence[Item], device: torch.device) -> WeightSpace:
+    return WeightSpace.stack([item.checkpoint.space for item in chunk]).to(device, torch.float32)
+
+
+def output_path_for(source: Path, output: Path | None, out_dir: Path | None, count: int) -> Path:
+    if output is not None:
+        if count != 1:
+            raise DwsError(
+                f"-o names one output file but {count} checkpoints were given",
+                hint="use --out-dir DIR for many",
+            )
+        return output
+    if out_dir is None:
+        raise DwsError("say where to write", hint="pass -o OUT (one input) or --out-dir DIR")
+    return out_dir / (source.stem + ".safetensors")
+
+
+def transform_and_write(
+    inputs: Sequence[Item],
+    model: Callable[[WeightSpace], WeightSpace],
+    destinations: Sequence[Path],
+    provenance: Mapping[str, str],
+    *,
+    device: torch.device,
+    batch_size: int = 1024,
+    force: bool = False,
+    fail_fast: bool = False,
+    on_error: ErrorHandler | None = None,
+    progress: Callable[[int], None] | None = None,
+    written_hook: Callable[[Item, WeightSpace], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run a weights -> weights ``model`` over the inputs in stacked batches and write each
+    result to ``destinations[input.index]`` (the input's keys, dtypes and metadata, plus
+    ``provenance``). Two inputs bound for one file in the same run are an error for the second
+    (even with ``force``, which only replaces files from before the run). ``written_hook`` sees
+    each written input with its new weights. Rows ``{"input", "output"}``, in input order."""
+    from dwscli.weights.checkpoint import save_checkpoint
+
+    rows: dict[int, dict[str, Any]] = {}
+    taken: dict[Path, Path] = {}  # destination -> the input written there in this run
+    with torch.no_grad():
+        for chunk in chunks(inputs, batch_size):
+            outputs = model(stack(chunk, device)).to("cpu")
+            for row, item in enumerate(chunk):
+                checkpoint = item.checkpoint
+                new = checkpoint.constrain(outputs[row])
+                destination = destinations[item.index]
+                try:
+                    if destination in taken:
+                        raise DwsError(
+                            f"{checkpoint.path}: its output {destination} was already written "
+                            f"for {taken[destination]} in this run",
+                            hint="inputs with the same file name need separate --out-dir runs",
+                        )
+                    written = save_checkpoint(
+                        destination, checkpoint, space=new, provenance=provenance, force=force
+                    )
+                except DwsError as error:
+                    report(checkpoint.path, error, fail_fast, on_error)
+                    continue
+                taken[destination] = checkpoint.path
+                rows[item.index] = {"input": str(checkpoint.path), "output": str(written)}
+                if written_hook is not None:
+                    written_hook(item, new)
+            if progress:
+                progress(len(chunk))
+    return [rows[k] for k in sorted(rows)]
+
+
+__all__ = [
+    "ErrorHandler",
+    "Item",
+    "ProcessorUnavailable",
+    "Progress",
+    "check_conventions",
+    "check_fits",
+    "check_inr_metadata",
+    "chunks",
+    "load_items",
+    "open_processor",
+    "output_path_for",
+    "output_type",
+    "report",
+    "require",
+    "shown_value",
+    "stack",
+    "transform_and_write",
+]
