@@ -732,9 +732,6 @@ def install_data(
 
 
 __all__ = [
-    "data_status",
-    "inr_recipe",
-    "install_data",
     "CHECK_INPUTS",
     "PermuteResult",
     "adapt",
@@ -742,10 +739,13 @@ __all__ = [
     "classifier_preset",
     "classify",
     "compare",
+    "data_status",
     "edit",
     "embed",
     "export_zoo",
+    "inr_recipe",
     "inspect_checkpoint",
+    "install_data",
     "load",
     "load_train_config",
     "make_classifier_zoo",

@@ -20,16 +20,18 @@ import torch
 from dwscli.data.zoo import Zoo
 from dwscli.data.zoo_make import make_classifier_zoo, make_inr_zoo, make_sine_zoo
 from dwscli.nn.heads import live_head_units
-from dwscli.processors.loading import PACKAGE_DIR, load_processor
+from dwscli.processors.card import ProcessorCard
+from dwscli.processors.loading import load_processor
+from dwscli.processors.registry import PROCESSORS_DIR
 
 
-def sample_nets(card: dict, count: int, root: Path):
-    zoo = card["training"]["zoo"]
-    out = root / card["name"]
+def sample_nets(card: ProcessorCard, count: int, root: Path):
+    zoo = card.training["zoo"]
+    out = root / card.name
     if zoo["kind"] == "classifier":
         from dwscli.data.classifier_train import ClassifierZooConfig
 
-        pool = card["input"].get("preprocessing", {}).get("pool", 2)
+        pool = (card.input.preprocessing or {}).get("pool", 2)
         config = ClassifierZooConfig(spec=zoo["spec"], pool=pool)
         make_classifier_zoo(out, zoo["dataset"], count=count, config=config, seed=zoo["seed"])
     elif zoo["kind"] == "inr":
@@ -49,13 +51,13 @@ def main() -> None:
     print("| processor | head_norm | live head units |")
     print("|---|---|---:|")
     with tempfile.TemporaryDirectory() as tmp:
-        for card_path in sorted(PACKAGE_DIR.glob("*.yaml")):
+        for card_path in sorted(PROCESSORS_DIR.glob("*.yaml")):
             processor = load_processor(str(card_path))
             if processor.kind != "invariant":
                 continue
             nets = sample_nets(processor.card, args.nets, Path(tmp))
             live = live_head_units(processor.model, lambda p=processor, n=nets: p.model(n))
-            norm = processor.card["model"]["config"].get("head_norm", "none")
+            norm = processor.card.model.config.get("head_norm", "none")
             text = "n/a" if live is None else f"{live[0]}/{live[1]}"
             print(f"| {processor.name} | {norm} | {text} |", flush=True)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from dwscli.data.zoo_make import InrZooConfig, make_inr_zoo
-from dwscli.train import train
 from dwscli.nn.archs import ARCHS
+from dwscli.train import train
 from dwscli.train.config import TrainConfig
 
 #: small versions of each architecture (the defaults are sized for real zoos)

@@ -349,7 +349,7 @@ def test_ddp_with_two_processes_matches_one(small_inr_zoo: Path, tmp_path: Path)
     # up to float noise: Adam turns the noise in a near-zero gradient (a unit that rarely
     # fires, or a shift the head's batch norm cancels) into full-size steps, so a few entries
     # drift apart by up to a few learning-rate steps.
-    nets = Zoo.open(inr_zoo).get(Zoo.open(inr_zoo).ids())
+    nets = Zoo.open(small_inr_zoo).get(Zoo.open(small_inr_zoo).ids())
     one, two = (load_processor(str(tmp_path / d / "ddp.yaml")).model for d in ("one", "two"))
     with torch.no_grad():
         assert torch.allclose(one(nets), two(nets), atol=1e-3, rtol=1e-3)

@@ -120,9 +120,7 @@ def inrs_command(
 
     _setup(threads)
     fitting = api.inr_recipe(recipe, spec=spec)  # checks the name; the spec the zoo will have
-    total = api.zoo_part_size(
-        count or 70_000, part=shard, shard_size=shard_size, spec=fitting.spec
-    )
+    total = api.zoo_part_size(count or 70_000, part=shard, shard_size=shard_size, spec=fitting.spec)
     _make(
         api.make_inr_zoo,
         f"INRs {dataset}",

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dwscli.errors import DwsError
-from dwscli.nn.baselines.common import BaselineModel, mlp
+from dwscli.nn.baselines.common import BaselineModel
 from dwscli.nn.heads import invariant_head
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
