@@ -283,8 +283,6 @@ def export_command(
     json_output: JsonOption = False,
 ) -> None:
     """Write single nets of a zoo as standalone safetensors checkpoints (with their metadata)."""
-    from pathlib import Path
-
     from dwscli.data.zoo import Zoo
     from dwscli.errors import DwsError
 
@@ -296,7 +294,6 @@ def export_command(
     else:
         raise DwsError("say which nets to export", hint="pass --ids ID,ID,... or --split test")
     chosen = chosen[:limit] if limit else chosen
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
     paths = zoo.export(chosen, out_dir, force=force)
     out = Output(json_mode=json_output)
     out.emit([str(p) for p in paths], render=lambda: None)
