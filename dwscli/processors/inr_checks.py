@@ -116,6 +116,14 @@ def _same(actual: str, expected: object) -> bool:
     )
 
 
+def check_inr_metadata(checkpoint: Checkpoint) -> None:
+    """Refuse ``inr.*`` metadata no image can have (a huge or empty grid, NaN), even with --force."""
+    from dwscli.weights.inr import InrConventions
+
+    if any(key.startswith("inr.") for key in checkpoint.metadata):
+        InrConventions.from_metadata(checkpoint.metadata, source=str(checkpoint.path))
+
+
 def check_conventions(checkpoint: Checkpoint, processor: Processor) -> None:
     """Refuse an INR whose reading conventions or sine w0 differ from the processor's card."""
     from dwscli.weights.functional import sine_frequencies
@@ -179,6 +187,7 @@ def load_items(
             checkpoint = load_checkpoint(path)
             processor = choose(checkpoint)
             check_fits(checkpoint, processor)
+            check_inr_metadata(checkpoint)
             if not force:
                 check_conventions(checkpoint, processor)
         except ProcessorUnavailable:
@@ -209,6 +218,7 @@ __all__ = [
     "ProcessorUnavailable",
     "card_section",
     "check_conventions",
+    "check_inr_metadata",
     "chunks",
     "load_items",
     "open_inr_processor",
