@@ -117,7 +117,7 @@ def _same(actual: str, expected: object) -> bool:
 
 
 def check_inr_metadata(checkpoint: Checkpoint) -> None:
-    """Refuse ``inr.*`` metadata no image can have (a huge or empty grid, NaN), even with --force."""
+    """Refuse ``inr.*`` metadata no image can have (huge or empty grid, NaN), even with --force."""
     from dwscli.weights.inr import InrConventions
 
     if any(key.startswith("inr.") for key in checkpoint.metadata):

@@ -1,4 +1,4 @@
-"""INR metadata is untrusted: a grid or a number it names is checked before anything is allocated."""
+"""INR metadata is untrusted: its grid and numbers are checked before anything is allocated."""
 
 from __future__ import annotations
 
