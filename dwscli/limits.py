@@ -40,6 +40,10 @@ class Limit:
             raise DwsError(f"environment variable {self.env}={value} must be positive")
         return value
 
+    @property
+    def hint(self) -> str:
+        return f"raise it with the environment variable {self.env}=N if the input is trusted"
+
     def check(self, amount: int, where: str) -> None:
         """Raise a one-line :class:`DwsError` when ``amount`` exceeds the bound."""
         bound = self.value()
@@ -50,7 +54,7 @@ class Limit:
 def limit_error(limit: Limit, amount: int, where: str) -> DwsError:
     return DwsError(
         f"{where}: {limit.what} {amount:,} exceeds the limit of {limit.value():,}",
-        hint=f"raise it with the environment variable {limit.env}=N if the input is trusted",
+        hint=limit.hint,
     )
 
 

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from dwscli.errors import DwsError
+from dwscli.safe_yaml import load_yaml_file
 
 if TYPE_CHECKING:  # imported for types only: this module stays light for `dws processors`
     from torch import nn
@@ -82,12 +81,7 @@ def load_processor(name_or_path: str, *, device: str = "cpu") -> Processor:
     from safetensors.torch import load_file
 
     card_path = resolve_processor_path(name_or_path)
-    try:
-        card = yaml.safe_load(card_path.read_text())
-    except yaml.YAMLError as error:
-        raise DwsError(
-            f"{card_path}: not a valid YAML card ({error.__class__.__name__})"
-        ) from error
+    card = load_yaml_file(card_path, "processor card")
     if not isinstance(card, dict):
         raise DwsError(f"{card_path}: processor card must be a mapping")
     spec, kind, model = build_model(card, str(card_path))

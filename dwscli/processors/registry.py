@@ -97,16 +97,10 @@ class ProcessorCard:
 
 def load_card(path: str | Path) -> ProcessorCard:
     """Read one processor card (YAML)."""
-    import yaml
+    from dwscli.safe_yaml import load_yaml_file
 
     card_path = Path(path)
-    try:
-        data = yaml.safe_load(card_path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise DwsError(f"{card_path}: cannot read processor card ({error.strerror})") from error
-    except yaml.YAMLError as error:
-        problem = " ".join(str(error).split())
-        raise DwsError(f"{card_path}: not valid YAML ({problem})") from error
+    data = load_yaml_file(card_path, "processor card")
     if not isinstance(data, Mapping):
         raise DwsError(f"{card_path}: a processor card must be a YAML mapping")
     return ProcessorCard.from_mapping(data, path=card_path)
