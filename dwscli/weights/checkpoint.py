@@ -35,9 +35,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dwscli import __version__
+from dwscli import __version__, limits
 from dwscli.errors import DwsError
 from dwscli.weights.atomic import atomic_write_bytes, check_writable_target
 from dwscli.weights.space import WeightSpace
@@ -96,7 +96,6 @@ _SAFETENSORS_OTHER_DTYPES = {
     "BOOL": "bool",
     "C64": "complex64",
 }
-_MAX_HEADER_BYTES = 100_000_000  # the limit safetensors itself enforces
 _BITS_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 _ACTIVATION_ALIASES = {
     "sin": "sine",
@@ -287,6 +286,7 @@ def _check_input_path(path: Path) -> int:
         raise DwsError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     if size == 0:
         raise DwsError(f"{path}: is empty (0 bytes), not a checkpoint")
+    limits.CHECKPOINT_BYTES.check(size, str(path))
     return size
 
 
@@ -333,8 +333,7 @@ def _read_safetensors_header(
             f"{path}: header claims {header_len} bytes but the file has only {size - 8} bytes "
             "after the 8-byte length (truncated, or not a safetensors file)"
         )
-    if header_len > _MAX_HEADER_BYTES:
-        raise DwsError(f"{path}: header of {header_len} bytes is implausibly large")
+    limits.HEADER_BYTES.check(header_len, f"{path}: safetensors")
     raw = _read_head(path, 8 + header_len)[8:]
     try:
         header = json.loads(raw.decode("utf-8"))
@@ -342,8 +341,13 @@ def _read_safetensors_header(
         raise DwsError(
             f"{path}: not a safetensors file (its header is not valid JSON: {_first_line(exc)})"
         ) from exc
+    except RecursionError:
+        raise DwsError(
+            f"{path}: not a safetensors file (its header is JSON nested too deeply)"
+        ) from None
     if not isinstance(header, dict):
         raise DwsError(f"{path}: not a safetensors file (its header is not a JSON object)")
+    limits.TENSORS.check(len(header) - ("__metadata__" in header), f"{path}: safetensors")
 
     data_len = size - 8 - header_len
     metadata_raw = header.pop("__metadata__", None) or {}
@@ -354,6 +358,7 @@ def _read_safetensors_header(
     metadata = dict(metadata_raw)
 
     infos: dict[str, _TensorInfo] = {}
+    spans: list[tuple[int, int, str]] = []
     for key, entry in header.items():
         if not isinstance(entry, dict):
             raise DwsError(f"{path}: header entry {key!r} is not a tensor description")
@@ -381,25 +386,59 @@ def _read_safetensors_header(
             if dtype is not None
             else _SAFETENSORS_OTHER_DTYPES.get(dtype_name, dtype_name)
         )
+        if dtype is not None:
+            expected = math.prod(shape) * _element_size(dtype)
+            if end - begin != expected:
+                raise DwsError(
+                    f"{path}: header says tensor {key!r} of shape {_shape_str(tuple(shape))} "
+                    f"({name}) occupies {end - begin} bytes but needs {expected}; not a valid "
+                    "safetensors file"
+                )
         infos[key] = _TensorInfo(tuple(shape), dtype, name)
+        spans.append((begin, end, key))
+    _check_coverage(path, spans, data_len)
     return infos, metadata
+
+
+def _element_size(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def _check_coverage(path: Path, spans: list[tuple[int, int, str]], data_len: int) -> None:
+    """The tensors' byte ranges must tile the data exactly: no overlap, no gap, no tail.
+
+    Checked from the header alone, before any data is read, so that a valid header followed by
+    a gigabyte of padding costs nothing.
+    """
+    position = 0
+    for begin, end, key in sorted(spans):
+        if begin != position:
+            problem = "overlaps the previous tensor" if begin < position else "leaves a gap"
+            raise DwsError(
+                f"{path}: header says tensor {key!r} starts at data byte {begin}, which "
+                f"{problem} (expected {position}); not a valid safetensors file"
+            )
+        position = end
+    if position != data_len:
+        raise DwsError(
+            f"{path}: file not fully covered by its tensors: {data_len - position} bytes after "
+            "the last tensor; not a valid safetensors file"
+        )
 
 
 def _load_safetensors_tensors(path: Path, keys: list[str]) -> dict[str, Tensor]:
     import safetensors
     import safetensors.torch
 
+    # Only the tensors of the layout are read (the header has been checked against the file
+    # size already), each copied into memory of its own so that the file can change afterwards.
     try:
-        data = path.read_bytes()
+        with safetensors.safe_open(str(path), framework="pt") as handle:  # type: ignore[attr-defined]
+            return {key: handle.get_tensor(key).clone() for key in keys}
     except OSError as exc:
         raise DwsError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # frombuffer on read-only bytes; we copy right away
-            loaded = safetensors.torch.load(data)
     except (safetensors.SafetensorError, ValueError, RuntimeError, TypeError) as exc:
         raise DwsError(f"{path}: not a valid safetensors file ({_first_line(exc)})") from exc
-    return {key: loaded[key].clone() for key in keys}
 
 
 def _load_torch_state_dict(path: Path) -> dict[str, Tensor]:
