@@ -48,8 +48,11 @@ def debug_enabled() -> bool:
 
 
 def one_line(text: str) -> str:
-    """Collapse newlines and runs of spaces so that a message is exactly one line."""
-    return " ".join(str(text).split())
+    """One line of safe text: newlines and runs of spaces collapsed, control characters
+    (an ESC from a file name or a metadata value) shown escaped."""
+    from dwscli.cli.output import safe_text
+
+    return " ".join(safe_text(text).split())
 
 
 def print_error(message: str, hint: str | None = None) -> None:
