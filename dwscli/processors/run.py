@@ -18,6 +18,7 @@ import torch
 from dwscli.errors import DwsError
 from dwscli.processors.loading import Processor, load_processor
 from dwscli.runtime import resolve_device
+from dwscli.weights.atomic import check_out_dir
 from dwscli.weights.checkpoint import Checkpoint, load_checkpoint
 from dwscli.weights.space import WeightSpace
 
@@ -174,7 +175,7 @@ def adapt(
     target = resolve_device(device)
     model_processor = open_processor(processor, "adapt", target)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        check_out_dir(out_dir)  # created when the first output is written
     destinations = [output_path_for(Path(p), output, out_dir, len(paths)) for p in paths]
     loaded = load_fitting(paths, model_processor, fail_fast=fail_fast, on_error=on_error)
     provenance = {
@@ -194,6 +195,7 @@ def adapt(
         fail_fast=fail_fast,
         on_error=on_error,
         progress=progress,
+        out_dir=out_dir,
     )
 
 
@@ -210,12 +212,16 @@ def transform_and_write(
     on_error: ErrorHandler | None = None,
     progress: Callable[[int], None] | None = None,
     written_hook: Callable[[InputT, WeightSpace], None] | None = None,
+    out_dir: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run a weights -> weights ``model`` over the inputs in stacked batches and write each
     result to ``destinations[input.index]`` (the input's keys, dtypes and metadata, plus
     ``provenance``). Two inputs bound for one file in the same run are an error for the second
     (even with ``force``, which only replaces files from before the run). ``written_hook`` sees
-    each written input with its new weights. Rows ``{"input", "output"}``, in input order."""
+    each written input with its new weights. ``out_dir`` is created before the first write
+    (not before: a run that writes nothing leaves no directory). Rows ``{"input", "output"}``,
+    in input order."""
+    from dwscli.weights.atomic import make_out_dir
     from dwscli.weights.checkpoint import save_checkpoint
 
     rows: dict[int, dict[str, Any]] = {}
@@ -227,6 +233,8 @@ def transform_and_write(
                 checkpoint = item.checkpoint
                 new = checkpoint.constrain(outputs[row])
                 destination = destinations[item.index]
+                if out_dir is not None:
+                    make_out_dir(out_dir)
                 try:
                     if destination in taken:
                         raise DwsError(

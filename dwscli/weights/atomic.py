@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from dwscli.errors import DwsError
+from dwscli.errors import DwsError, describe_os_error
 
 
 def _umask() -> int:
@@ -25,15 +26,45 @@ def _umask() -> int:
     return mask
 
 
+def _stat_mode(path: Path) -> int | None:
+    """``st_mode`` of ``path``, None when it does not exist; other OS errors are one-line errors."""
+    try:
+        return path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DwsError(f"{path}: {describe_os_error(exc)}") from None
+
+
 def check_writable_target(path: Path, *, force: bool = False) -> None:
     """Refuse early (before any work is done) when ``path`` cannot or must not be written."""
-    if path.is_dir():
+    mode = _stat_mode(path)
+    if mode is not None and stat.S_ISDIR(mode):
         raise DwsError(f"{path}: is a directory; give an output file name")
-    if path.exists() and not force:
+    if mode is not None and not force:
         raise DwsError(f"{path}: exists; pass --force to overwrite")
     parent = path.parent
-    if not parent.is_dir():
+    parent_mode = _stat_mode(parent)
+    if parent_mode is None:
         raise DwsError(f"{path}: output directory {parent} does not exist")
+    if not stat.S_ISDIR(parent_mode):
+        raise DwsError(f"{path}: {parent} is not a directory")
+
+
+def check_out_dir(directory: Path) -> None:
+    """Refuse an output directory that is an existing file or cannot be reached (no creation)."""
+    mode = _stat_mode(directory)
+    if mode is not None and not stat.S_ISDIR(mode):
+        raise DwsError(f"{directory}: exists and is not a directory (--out-dir names a directory)")
+
+
+def make_out_dir(directory: Path) -> None:
+    """Create an output directory (and its parents) when the first output is written."""
+    check_out_dir(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DwsError(f"{directory}: cannot create directory ({describe_os_error(exc)})") from None
 
 
 @contextlib.contextmanager

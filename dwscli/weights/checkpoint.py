@@ -38,6 +38,7 @@ import json
 import math
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ from torch import Tensor
 
 from dwscli import __version__, limits
 from dwscli.errors import DwsError
-from dwscli.weights.atomic import atomic_write_bytes, check_writable_target
+from dwscli.weights.atomic import atomic_write_bytes, check_writable_target, describe_os_error
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import ACTIVATIONS, MLPSpec
 
@@ -274,16 +275,15 @@ class _TensorInfo:
 
 def _check_input_path(path: Path) -> int:
     """Existence checks; returns the file size."""
-    if not path.exists():
-        raise DwsError(f"{path}: no such file")
-    if path.is_dir():
-        raise DwsError(f"{path}: is a directory, not a checkpoint file")
-    if not path.is_file():
-        raise DwsError(f"{path}: not a regular file")
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except OSError as exc:
-        raise DwsError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        raise DwsError(f"{path}: {describe_os_error(exc)}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise DwsError(f"{path}: is a directory, not a checkpoint file")
+    if not stat.S_ISREG(info.st_mode):
+        raise DwsError(f"{path}: not a regular file")
+    size = info.st_size
     if size == 0:
         raise DwsError(f"{path}: is empty (0 bytes), not a checkpoint")
     limits.CHECKPOINT_BYTES.check(size, str(path))
@@ -471,10 +471,20 @@ def _load_torch_state_dict(path: Path) -> dict[str, Tensor]:
         raise DwsError(f"{path}: holds a {type(obj).__name__}, not a state dict of tensors")
     state: dict[str, Tensor] = {}
     for key, value in obj.items():
-        if not isinstance(key, str) or not isinstance(value, Tensor):
+        if not isinstance(key, str):
+            raise DwsError(
+                f"{path}: key {key!r} is a {type(key).__name__}, not a string; "
+                "dws reads plain state dicts of linear layers (string keys)"
+            )
+        if not isinstance(value, Tensor):
             raise DwsError(
                 f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor; "
                 "dws reads plain state dicts of linear layers"
+            )
+        if value.is_meta:
+            raise DwsError(
+                f"{path}: tensor {key!r} is on the meta device (a shape without values); "
+                "save the state dict of a model with real weights"
             )
         if value.layout != torch.strided:
             raise DwsError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import safetensors.torch
 import torch
 from typer.testing import CliRunner
@@ -77,3 +78,106 @@ def test_json_keeps_the_exact_values(tmp_path: Path) -> None:
     assert code == 0
     assert json.loads(output)[0]["metadata"]["note"] == "\x1b]0;pwn\x07"
     assert "\x1b" not in output  # JSON escapes control characters itself
+
+
+# --------------------------------------------------------------------------------------------
+# OS errors are the user's, not internal errors
+# --------------------------------------------------------------------------------------------
+def assert_one_line_error(code: int, output: str, fragment: str) -> None:
+    assert code == 1, output
+    assert "internal error" not in output and "Traceback" not in output
+    lines = [line for line in output.strip().splitlines() if not line.startswith("hint:")]
+    assert any(fragment in line for line in lines), output
+    assert all(len(line) <= 1100 for line in lines)
+
+
+def test_out_dir_naming_an_existing_file(tmp_path: Path) -> None:
+    (blocker := tmp_path / "blocker").write_text("keep")
+    source = tmp_path / "fmnist.safetensors"
+    source.write_bytes(Path(example("fmnist-mlp")).read_bytes())
+    code, output = invoke("adapt", str(source), "--out-dir", str(blocker))
+    assert_one_line_error(code, output, "exists and is not a directory")
+    assert blocker.read_text() == "keep"
+
+
+def test_out_dir_under_proc_or_a_file(tmp_path: Path) -> None:
+    (blocker := tmp_path / "blocker").write_text("keep")
+    code, output = invoke("adapt", example("fmnist-mlp"), "--out-dir", str(blocker / "sub"))
+    assert_one_line_error(code, output, "blocker")
+    code, output = invoke("adapt", example("fmnist-mlp"), "--out-dir", "/proc/dws-test/out")
+    assert_one_line_error(code, output, "/proc/dws-test/out")
+
+
+def test_out_dir_is_not_created_when_every_input_is_refused(tmp_path: Path) -> None:
+    net = write_net(tmp_path / "small.safetensors")  # does not fit the adapt processor
+    out = tmp_path / "never"
+    code, _ = invoke("adapt", str(net), "--out-dir", str(out))
+    assert code == 1
+    assert not out.exists()
+
+
+def test_very_long_names(tmp_path: Path) -> None:
+    long_name = "n" * 5000
+    net = write_net(tmp_path / "net.safetensors")
+    code, output = invoke("permute", str(net), "-o", str(tmp_path / f"{long_name}.safetensors"))
+    assert_one_line_error(code, output, "file name too long")
+    code, output = invoke("inspect", str(tmp_path / long_name))
+    assert_one_line_error(code, output, "file name too long")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.safetensors"]
+
+
+def test_symlink_loop_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "a.safetensors").symlink_to(tmp_path / "b.safetensors")
+    (tmp_path / "b.safetensors").symlink_to(tmp_path / "a.safetensors")
+    code, output = invoke("inspect", str(tmp_path / "a.safetensors"))
+    assert_one_line_error(code, output, "symlink loop")
+
+
+def test_permission_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mode-000 directory (simulated: the tests may run as root, who may read anything)."""
+    import pathlib
+
+    net = write_net(tmp_path / "net.safetensors")
+    real_stat = pathlib.Path.stat
+
+    def refuse(self: pathlib.Path, *args: object, **kwargs: object) -> object:
+        if self.name == "net.safetensors":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "stat", refuse)
+    code, output = invoke("inspect", str(net))
+    assert_one_line_error(code, output, "permission denied")
+
+
+def test_unexpected_os_error_is_reported_with_its_file(capsys: pytest.CaptureFixture[str]) -> None:
+    from dwscli.cli import errors
+
+    def boom() -> None:
+        raise PermissionError(13, "Permission denied", "/some/dir/file")
+
+    assert errors.run_guarded(boom) == 1
+    assert capsys.readouterr().err.strip() == "error: /some/dir/file: permission denied"
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        ({"0.weight": "meta"}, "meta device"),
+        ({1: "tensor"}, "key 1 is a int, not a string"),
+    ],
+)
+def test_odd_torch_files(tmp_path: Path, payload: dict, fragment: str) -> None:
+    def value(kind: str) -> torch.Tensor:
+        return torch.empty(2, 2, device="meta") if kind == "meta" else torch.ones(2, 2)
+
+    path = tmp_path / "odd.pt"
+    torch.save({k: value(v) for k, v in payload.items()}, path)
+    code, output = invoke("inspect", str(path))
+    assert_one_line_error(code, output, fragment)
+
+
+def example(name: str) -> str:
+    from dwscli.examples import example_path
+
+    return str(example_path(name))
