@@ -218,10 +218,9 @@ def transform_and_write(
     result to ``destinations[input.index]`` (the input's keys, dtypes and metadata, plus
     ``provenance``). Two inputs bound for one file in the same run are an error for the second
     (even with ``force``, which only replaces files from before the run). ``written_hook`` sees
-    each written input with its new weights. ``out_dir`` is created before the first write
-    (not before: a run that writes nothing leaves no directory). Rows ``{"input", "output"}``,
+    each written input with its new weights. ``out_dir`` (the destinations' directory) is created
+    by the first write, so a run that writes nothing leaves none. Rows ``{"input", "output"}``,
     in input order."""
-    from dwscli.weights.atomic import make_out_dir
     from dwscli.weights.checkpoint import save_checkpoint
 
     rows: dict[int, dict[str, Any]] = {}
@@ -231,10 +230,10 @@ def transform_and_write(
             outputs = model(stack(chunk, device)).to("cpu")
             for row, item in enumerate(chunk):
                 checkpoint = item.checkpoint
-                new = checkpoint.constrain(outputs[row])
+                # No Checkpoint.constrain here: a bias predicted for a layer the file stores
+                # without one is not silently dropped; save_checkpoint refuses it.
+                new = outputs[row]
                 destination = destinations[item.index]
-                if out_dir is not None:
-                    make_out_dir(out_dir)
                 try:
                     if destination in taken:
                         raise DwsError(
@@ -243,7 +242,12 @@ def transform_and_write(
                             hint="inputs with the same file name need separate --out-dir runs",
                         )
                     written = save_checkpoint(
-                        destination, checkpoint, space=new, provenance=provenance, force=force
+                        destination,
+                        checkpoint,
+                        space=new,
+                        provenance=provenance,
+                        force=force,
+                        create_parent=out_dir is not None,
                     )
                 except DwsError as error:
                     report(checkpoint.path, error, fail_fast, on_error)

@@ -36,8 +36,13 @@ def _stat_mode(path: Path) -> int | None:
         raise DwsError(f"{path}: {describe_os_error(exc)}") from None
 
 
-def check_writable_target(path: Path, *, force: bool = False) -> None:
-    """Refuse early (before any work is done) when ``path`` cannot or must not be written."""
+def check_writable_target(
+    path: Path, *, force: bool = False, parent_may_be_missing: bool = False
+) -> None:
+    """Refuse early (before any work is done) when ``path`` cannot or must not be written.
+
+    ``parent_may_be_missing``: the caller creates the directory just before writing.
+    """
     mode = _stat_mode(path)
     if mode is not None and stat.S_ISDIR(mode):
         raise DwsError(f"{path}: is a directory; give an output file name")
@@ -46,9 +51,20 @@ def check_writable_target(path: Path, *, force: bool = False) -> None:
     parent = path.parent
     parent_mode = _stat_mode(parent)
     if parent_mode is None:
+        if parent_may_be_missing:
+            check_out_dir(_existing_ancestor(parent))
+            return
         raise DwsError(f"{path}: output directory {parent} does not exist")
     if not stat.S_ISDIR(parent_mode):
         raise DwsError(f"{path}: {parent} is not a directory")
+
+
+def _existing_ancestor(path: Path) -> Path:
+    """The nearest ancestor of ``path`` that exists (``path`` itself if it does)."""
+    for candidate in (path, *path.parents):
+        if _stat_mode(candidate) is not None:
+            return candidate
+    return path
 
 
 def check_out_dir(directory: Path) -> None:

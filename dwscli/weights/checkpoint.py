@@ -47,8 +47,8 @@ import torch
 from torch import Tensor
 
 from dwscli import __version__, limits
-from dwscli.errors import DwsError
-from dwscli.weights.atomic import atomic_write_bytes, check_writable_target, describe_os_error
+from dwscli.errors import DwsError, describe_os_error
+from dwscli.weights.atomic import atomic_write_bytes, check_writable_target, make_out_dir
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import ACTIVATIONS, MLPSpec
 
@@ -833,6 +833,7 @@ def save_checkpoint(
     provenance: Mapping[str, object] | None = None,
     force: bool = False,
     allow_nonfinite: bool = False,
+    create_parent: bool = False,
 ) -> Path:
     """Write ``checkpoint`` (with the weights of ``space``, batch 1, if given) to ``path``.
 
@@ -842,12 +843,14 @@ def save_checkpoint(
     default guess, see :attr:`Checkpoint.activation_source`). Tensors whose values did not change
     are written byte-identical. The output is safetensors (a path without a suffix gets
     ``.safetensors``; ``.pt`` is refused), written atomically, and an existing file (the input
-    included) is replaced only with ``force``. Returns the path written.
+    included) is replaced only with ``force``. ``create_parent`` creates a missing output
+    directory, once every check has passed (a refused write leaves no directory). Returns the
+    path written.
     """
     target = _output_path(path)
     if not force and _same_file(target, checkpoint.path):
         raise DwsError(f"{target}: is the input checkpoint; pass --force to overwrite it")
-    check_writable_target(target, force=force)
+    check_writable_target(target, force=force, parent_may_be_missing=create_parent)
 
     space = checkpoint.space if space is None else space
     if space.batch_size != 1:
@@ -875,10 +878,13 @@ def save_checkpoint(
         bias = space.biases[i][0]
         if layer.bias_key is None:
             if bool((bias != 0).any()):
+                largest = float(bias.abs().max())
                 raise DwsError(
                     f"{target}: layer {layer.module or w_key!r} has no bias in "
-                    f"{checkpoint.path.name} but the new weights give it a non-zero one",
-                    hint="Checkpoint.constrain(space) drops biases the input layout cannot hold",
+                    f"{checkpoint.path.name} but the new weights give it a non-zero one "
+                    f"(up to {largest:.3g}); refusing to drop it",
+                    hint="store a zero bias for that layer in the input to keep what the "
+                    "operation predicts (library: Checkpoint.constrain(space) drops it knowingly)",
                 )
             continue
         tensors[layer.bias_key] = _write_value(
@@ -898,6 +904,8 @@ def save_checkpoint(
     metadata[PROVENANCE_PREFIX + "source"] = checkpoint.path.name
     metadata.update(_provenance_metadata(provenance))
     data = _serialize(target, tensors, metadata)
+    if create_parent:
+        make_out_dir(target.parent)
     return atomic_write_bytes(target, data, force=force)
 
 

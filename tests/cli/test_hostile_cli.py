@@ -181,3 +181,35 @@ def example(name: str) -> str:
     from dwscli.examples import example_path
 
     return str(example_path(name))
+
+
+# --------------------------------------------------------------------------------------------
+# adapt never drops a predicted bias silently
+# --------------------------------------------------------------------------------------------
+def bias_free_copy(tmp_path: Path) -> Path:
+    state = safetensors.torch.load_file(example("fmnist-mlp"))
+    del state["2.bias"]
+    path = tmp_path / "nobias.safetensors"
+    path.write_bytes(safetensors.torch.save(state, metadata={"activation": "relu"}))
+    return path
+
+
+def test_adapt_refuses_to_drop_a_predicted_bias_library(tmp_path: Path) -> None:
+    from dwscli import api
+    from dwscli.errors import DwsError
+
+    source = bias_free_copy(tmp_path)
+    with pytest.raises(DwsError, match="refusing to drop it"):
+        api.adapt(source, out_dir=tmp_path / "out", fail_fast=True)
+    assert not (tmp_path / "out").exists()
+
+
+def test_adapt_refuses_to_drop_a_predicted_bias_cli(tmp_path: Path) -> None:
+    source = bias_free_copy(tmp_path)
+    before = source.read_bytes()
+    code, output = invoke("adapt", str(source), "--out-dir", str(tmp_path / "out"))
+    assert code == 1
+    assert "has no bias" in output and "refusing to drop it" in output
+    assert not (tmp_path / "out").exists()
+    assert source.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nobias.safetensors"]
