@@ -213,3 +213,40 @@ def test_adapt_refuses_to_drop_a_predicted_bias_cli(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
     assert source.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nobias.safetensors"]
+
+
+# --------------------------------------------------------------------------------------------
+# non-finite parameters
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("metadata", "extra"),
+    [
+        ({"activation": "sine", "w0": "1e309"}, []),
+        ({"activation": "sine", "w0": "nan"}, []),
+        ({}, ["--activation", "sine;w0=nan"]),
+        ({}, ["-a", "leaky_relu;negative_slope=inf"]),
+    ],
+)
+def test_non_finite_activation_parameters_exit_1(
+    tmp_path: Path, metadata: dict[str, str], extra: list[str]
+) -> None:
+    path = tmp_path / "net.safetensors"
+    path.write_bytes(safetensors.torch.save(good_state(), metadata=metadata))
+    out = tmp_path / "out.safetensors"
+    code, output = invoke("permute", str(path), "-o", str(out), *extra)
+    assert_one_line_error(code, output, "must be a finite number")
+    assert not out.exists()
+
+
+def test_render_of_non_finite_w0_exits_1(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    with safe_open(example("mnist-inr"), "pt") as handle:
+        state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        metadata = handle.metadata()
+    metadata["dws.spec"] = metadata["dws.spec"].replace("w0=30", "w0=1e309")
+    source = tmp_path / "inr.safetensors"
+    source.write_bytes(safetensors.torch.save(state, metadata=metadata))
+    code, output = invoke("render", str(source), "-o", str(tmp_path / "out.png"))
+    assert_one_line_error(code, output, "must be a finite number")
+    assert not (tmp_path / "out.png").exists()

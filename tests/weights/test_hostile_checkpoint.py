@@ -120,3 +120,53 @@ def test_input_is_untouched(tmp_path: Path) -> None:
     with pytest.raises(DwsError):
         load_checkpoint(path)
     assert (path.read_bytes(), os.stat(path).st_mtime_ns) == before
+
+
+# --------------------------------------------------------------------------------------------
+# non-finite and oversized spec parameters
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2-8-1:sine;w0=nan",
+        "2-8-1:sine;w0=1e309",
+        "2-8-1:sine;w0_hidden=-inf",
+        "2-8-1:leaky_relu;negative_slope=inf",
+    ],
+)
+def test_spec_refuses_non_finite_options(text: str) -> None:
+    from dwscli.weights.spec import MLPSpec
+
+    with pytest.raises(DwsError, match="must be a finite number"):
+        MLPSpec.parse(text)
+
+
+def test_spec_widths_and_depth_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dwscli.weights.spec import MLPSpec
+
+    with pytest.raises(DwsError, match="layer width 99,999,999 exceeds"):
+        MLPSpec.parse("2-99999999-1")
+    monkeypatch.setenv("DWS_MAX_LAYERS", "3")
+    with pytest.raises(DwsError, match="DWS_MAX_LAYERS") as caught:
+        MLPSpec.parse("2-4-4-4-4-1")
+    assert "DWS_MAX_LAYERS" in str(caught.value)
+    assert MLPSpec.parse("2-4-4-1").depth == 3
+
+
+@pytest.mark.parametrize(
+    ("metadata", "activation"),
+    [
+        ({"activation": "sine", "w0": "1e309"}, None),
+        ({"activation": "sine", "w0": "nan"}, None),
+        ({"dws.spec": "2-8-1:sine;w0=nan"}, None),
+        ({}, "sine;w0=nan"),
+        ({}, "leaky_relu;negative_slope=inf"),
+    ],
+)
+def test_non_finite_activation_parameters_are_refused_on_load(
+    tmp_path: Path, metadata: dict[str, str], activation: str | None
+) -> None:
+    path = tmp_path / "net.safetensors"
+    path.write_bytes(safetensors.torch.save(good_state(), metadata=metadata))
+    with pytest.raises(DwsError, match="finite"):
+        load_checkpoint(path, activation=activation)
