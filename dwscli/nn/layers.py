@@ -307,9 +307,11 @@ class ChannelNorm(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(channels) for _ in range(2 * fixed.depth))
 
     def forward(self, features: WSFeatures) -> WSFeatures:
+        # norms[i] is W_{i+1}'s and norms[depth + i] b_{i+1}'s (the order stored in processors)
         depth = len(features.weights)
-        tensors = [norm(t) for norm, t in zip(self.norms, features.tensors())]
-        return WSFeatures(tensors[:depth], tensors[depth:])
+        weights = [self.norms[i](w) for i, w in enumerate(features.weights)]
+        biases = [self.norms[depth + i](b) for i, b in enumerate(features.biases)]
+        return WSFeatures(weights, biases)
 
 
 class Pointwise(nn.Module):
@@ -365,7 +367,8 @@ class InvariantPooling(nn.Module):
     def forward(self, features: WSFeatures) -> Tensor:
         self.fixed.check(features)
         pieces = []
-        for layout, t in zip(self.layouts, features.tensors()):
+        # layouts are W_1..W_L then b_1..b_L; the pooled vector keeps that order
+        for layout, t in zip(self.layouts, [*features.weights, *features.biases]):
             x = layout.to_canonical(t)  # [B, *hidden axes, C * folded]
             dims = list(range(1, 1 + len(layout.axes)))
             if self.fixed_mixing == "shared" and layout.fold_size > 1:
