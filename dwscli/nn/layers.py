@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from dwscli.errors import DwsError
 from dwscli.nn.features import WSFeatures
 from dwscli.nn.fused import LayerPlan, fused_dws_linear
+from dwscli.weights import activations
 from dwscli.weights.spec import MLPSpec
 
 FixedMixing = Literal["full", "shared"]
@@ -326,13 +327,8 @@ class Pointwise(nn.Module):
 
 
 def activation_module(name: str, *, inplace: bool = False) -> nn.Module:
-    """A pointwise activation; ``inplace`` where torch offers it (saves a pass over memory)."""
-    table = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
-    if name not in table:
-        raise DwsError(f"unknown activation {name!r}", hint=f"choose one of {', '.join(table)}")
-    if inplace and name in ("relu", "silu"):
-        return table[name](inplace=True)
-    return table[name]()
+    """A pointwise activation from the one activation table; ``inplace`` where torch offers it."""
+    return activations.activation_module(name, inplace=inplace)
 
 
 class InvariantPooling(nn.Module):

@@ -14,11 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from dwscli import limits
 from dwscli.errors import DwsError
-
-ACTIVATIONS = ("relu", "tanh", "sine", "gelu", "sigmoid", "identity", "leaky_relu")
-
-#: Options whose values are numbers (the activation's parameters); they must be finite.
-NUMERIC_OPTIONS = ("w0", "w0_hidden", "negative_slope")
+from dwscli.weights.activations import ACTIVATIONS, NUMERIC_OPTIONS
 
 
 def _check_numeric_option(key: str, value: str) -> None:
