@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
     if 0xDC80 <= code <= 0xDCFF:  # a byte of a non-UTF-8 name (surrogateescape)
@@ -63,7 +66,10 @@ def _json_default(value: object) -> object:
 
 
 def to_json(data: object) -> str:
-    return json.dumps(data, indent=2, default=_json_default, ensure_ascii=False)
+    """JSON text; the bytes of a non-UTF-8 file name (surrogates) as ``\\udcNN`` escapes, which
+    JSON allows and which decode back to the same Python string."""
+    text = json.dumps(data, indent=2, default=_json_default, ensure_ascii=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def make_table(

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
+import socket
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -83,6 +85,50 @@ def make_out_dir(directory: Path) -> None:
         raise DwsError(f"{directory}: cannot create directory ({describe_os_error(exc)})") from None
 
 
+# Temporary files are named .<target name>.dws-<host>-<pid>-<random>.tmp: a run killed with
+# SIGKILL cannot remove its own, so the next write of the same target removes those whose
+# process (on this host) is gone. The target name is cut so the whole name stays short.
+_TEMP_NAME = re.compile(r"\.dws-(?P<host>[^-]*)-(?P<pid>\d+)-[^.]*\.tmp$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+
+
+def _temporary_prefix(target: Path) -> str:
+    return f".{target.name[:120]}.dws-{_host()}-"
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but is someone else's
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Remove temporaries of ``target`` left by killed dws runs on this host; returns them."""
+    removed: list[Path] = []
+    prefix = _temporary_prefix(target)
+    try:
+        candidates = [p for p in target.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = _TEMP_NAME.search(candidate.name)
+        if match is None or match["host"] != _host() or _process_alive(int(match["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            candidate.unlink()
+            removed.append(candidate)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s directory; on success move it to ``path``.
@@ -93,8 +139,11 @@ def atomic_path(path: str | os.PathLike[str], *, force: bool = False) -> Iterato
     """
     target = Path(path)
     check_writable_target(target, force=force)
+    remove_stale_temporaries(target)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=_temporary_prefix(target) + f"{os.getpid()}-", suffix=".tmp", dir=target.parent
+        )
     except OSError as exc:
         raise DwsError(f"{target}: cannot write ({exc.strerror or exc})") from exc
     os.close(fd)

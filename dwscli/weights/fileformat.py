@@ -90,6 +90,8 @@ class TensorInfo:
     shape: tuple[int, ...]
     dtype: torch.dtype | None  # None when not a floating type dws accepts
     dtype_name: str
+    #: Absolute byte range of the tensor's data in the file (safetensors only).
+    span: tuple[int, int] = (0, 0)
 
 
 def check_input_path(path: Path) -> int:
@@ -211,7 +213,9 @@ def read_safetensors_header(path: Path, size: int) -> tuple[dict[str, TensorInfo
                     f"({name}) occupies {end - begin} bytes but needs {expected}; not a valid "
                     "safetensors file"
                 )
-        infos[key] = TensorInfo(tuple(shape), dtype, name)
+        infos[key] = TensorInfo(
+            tuple(shape), dtype, name, (8 + header_len + begin, 8 + header_len + end)
+        )
         spans.append((begin, end, key))
     check_coverage(path, spans, data_len)
     return infos, metadata
@@ -243,19 +247,38 @@ def check_coverage(path: Path, spans: list[tuple[int, int, str]], data_len: int)
         )
 
 
-def load_safetensors_tensors(path: Path, keys: list[str]) -> dict[str, Tensor]:
-    import safetensors
-    import safetensors.torch
+def load_safetensors_tensors(
+    path: Path, infos: Mapping[str, TensorInfo], keys: list[str]
+) -> dict[str, Tensor]:
+    """Read only the tensors ``keys``, at the byte ranges of the checked header ``infos``.
 
-    # Only the tensors of the layout are read (the header has been checked against the file
-    # size already), each copied into memory of its own so that the file can change afterwards.
+    Each tensor gets memory of its own (nothing stays mapped to the file). Read by hand rather
+    than with ``safe_open``, which needs the path to be valid UTF-8.
+    """
+    import sys
+
+    tensors: dict[str, Tensor] = {}
     try:
-        with safetensors.safe_open(str(path), framework="pt") as handle:  # type: ignore[attr-defined]
-            return {key: handle.get_tensor(key).clone() for key in keys}
+        with open(path, "rb") as handle:
+            for key in keys:
+                info = infos[key]
+                begin, end = info.span
+                handle.seek(begin)
+                raw = bytearray(handle.read(end - begin))
+                if len(raw) != end - begin:
+                    raise DwsError(f"{path}: file shrank while being read (tensor {key!r})")
+                assert info.dtype is not None  # the layout accepts floating tensors only
+                if not raw:
+                    tensors[key] = torch.empty(info.shape, dtype=info.dtype)
+                    continue
+                flat = torch.frombuffer(raw, dtype=info.dtype)
+                if sys.byteorder != "little":  # pragma: no cover - safetensors is little-endian
+                    flat = flat.view(torch.uint8).view(-1, flat.element_size()).flip(1)
+                    flat = flat.reshape(-1).view(info.dtype)
+                tensors[key] = flat.reshape(info.shape)
     except OSError as exc:
-        raise DwsError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    except (safetensors.SafetensorError, ValueError, RuntimeError, TypeError) as exc:
-        raise DwsError(f"{path}: not a valid safetensors file ({first_line(exc)})") from exc
+        raise DwsError(f"{path}: cannot read ({describe_os_error(exc)})") from exc
+    return tensors
 
 
 def load_torch_state_dict(path: Path) -> dict[str, Tensor]:
@@ -313,7 +336,18 @@ def load_torch_state_dict(path: Path) -> dict[str, Tensor]:
 
 
 def output_path(path: str | os.PathLike[str]) -> Path:
+    """The file to write for ``path``: ``.safetensors`` added when there is no suffix; an
+    existing directory, a ``.pt`` name or an unknown suffix refused."""
     target = Path(path)
+    try:
+        is_directory = target.is_dir()
+    except OSError:  # the checks before writing name the problem
+        is_directory = False
+    if is_directory:
+        raise DwsError(
+            f"{target}: is a directory; give an output file name",
+            hint=f"for example {target / ('out' + SAFETENSORS_SUFFIX)}",
+        )
     suffix = target.suffix.lower()
     if suffix == "":
         return target.with_name(target.name + SAFETENSORS_SUFFIX)
@@ -337,11 +371,34 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def utf8_text(text: str) -> str:
+    """``text`` as valid UTF-8: bytes of a non-UTF-8 file name (kept by Python as surrogates)
+    become ``\\xNN`` escapes, so that they can be stored in metadata."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """``data`` with its JSON header re-written with sorted keys.
+
+    safetensors writes the metadata map in hash order, which changes from run to run; sorted,
+    the same tensors and metadata give the same bytes. The header stays padded with spaces to a
+    multiple of 8 bytes, as the format requires for aligned data; the data offsets are relative
+    to the data start and unchanged.
+    """
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + length :]
+
+
 def serialize(target: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
+    """Canonical safetensors bytes (sorted header) of ``tensors`` and ``metadata``."""
     import safetensors
     import safetensors.torch
 
+    clean = {utf8_text(str(k)): utf8_text(str(v)) for k, v in sorted(metadata.items())}
     try:
-        return safetensors.torch.save(tensors, metadata=metadata)
+        return canonical_safetensors(safetensors.torch.save(tensors, metadata=clean))
     except (safetensors.SafetensorError, ValueError, RuntimeError, TypeError) as exc:
         raise DwsError(f"{target}: cannot serialise the checkpoint ({first_line(exc)})") from exc

@@ -122,7 +122,8 @@ def _check_finite(path: Path, layers: list[LayerLayout], tensors: Mapping[str, T
         raise DwsError(
             f"{path}: tensor {key!r} has {n_nan} NaN and {n_inf} Inf values{more}; "
             "refusing non-finite weights",
-            hint="pass --allow-nonfinite (library: allow_nonfinite=True) to load them anyway",
+            hint="dws inspect and dws permute take --allow-nonfinite to read them anyway "
+            "(library: allow_nonfinite=True); other commands refuse them",
         )
 
 
@@ -150,7 +151,7 @@ def load_checkpoint(
     if fmt == "safetensors":
         infos, metadata = read_safetensors_header(p, size)
         layers = plan_layout(p, infos)
-        tensors = load_safetensors_tensors(p, CheckpointLayout(layers).tensor_keys())
+        tensors = load_safetensors_tensors(p, infos, CheckpointLayout(layers).tensor_keys())
     else:
         state = load_torch_state_dict(p)
         infos = {

@@ -250,3 +250,114 @@ def test_render_of_non_finite_w0_exits_1(tmp_path: Path) -> None:
     code, output = invoke("render", str(source), "-o", str(tmp_path / "out.png"))
     assert_one_line_error(code, output, "must be a finite number")
     assert not (tmp_path / "out.png").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# outputs: -o a directory, non-UTF-8 names, reproducible bytes, stale temporaries
+# --------------------------------------------------------------------------------------------
+def test_output_naming_an_existing_directory_is_refused(tmp_path: Path) -> None:
+    net = write_net(tmp_path / "net.safetensors")
+    (out := tmp_path / "outdir").mkdir()
+    code, output = invoke("permute", str(net), "-o", str(out), "--force")
+    assert_one_line_error(code, output, "is a directory")
+    assert not (tmp_path / "outdir.safetensors").exists()
+    assert list(out.iterdir()) == []
+
+
+def test_non_utf8_input_name_can_be_written(tmp_path: Path) -> None:
+    import json
+    import os
+
+    from safetensors import safe_open
+
+    name = os.fsdecode(b"caf\xe9.safetensors")
+    net = write_net(tmp_path / name)
+    out = tmp_path / "out.safetensors"
+    result = CliRunner().invoke(app, ["permute", str(net), "-o", str(out), "--seed", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["input"].endswith(name)
+    with safe_open(str(out), "pt") as handle:
+        assert handle.metadata()["dws.source"] == "caf\\xe9.safetensors"
+
+
+def test_outputs_are_byte_reproducible(tmp_path: Path) -> None:
+    net = write_net(tmp_path / "net.safetensors", {f"k{i}": str(i) for i in range(20)})
+    outputs = []
+    for i in range(3):
+        out = tmp_path / f"out{i}.safetensors"
+        code, _ = invoke("permute", str(net), "-o", str(out), "--seed", "5")
+        assert code == 0
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
+    header_len = int.from_bytes(outputs[0][:8], "little")
+    keys = list(__import__("json").loads(outputs[0][8 : 8 + header_len])["__metadata__"])
+    assert keys == sorted(keys)
+
+
+def test_permute_judges_preservation_relative_to_output_size(tmp_path: Path) -> None:
+    state = good_state()
+    state["0.weight"] = state["0.weight"] * 1e30
+    state["0.bias"] = state["0.bias"] * 1e30
+    net = tmp_path / "huge.safetensors"
+    net.write_bytes(safetensors.torch.save(state, metadata={"activation": "relu"}))
+    code, output = invoke("permute", str(net), "-o", str(tmp_path / "p.safetensors"), "--seed", "3")
+    assert code == 0, output
+    assert "function preserved      yes" in output or "function preserved yes" in " ".join(
+        output.split()
+    )
+
+
+def test_nonfinite_hint_names_only_commands_that_have_the_option(tmp_path: Path) -> None:
+    state = good_state()
+    state["0.weight"][0, 0] = float("nan")
+    net = tmp_path / "nan.safetensors"
+    net.write_bytes(safetensors.torch.save(state, metadata={"activation": "relu"}))
+    code, output = invoke("inspect", str(net))
+    assert code == 1
+    hint = next(line for line in output.splitlines() if line.startswith("hint:"))
+    assert "dws inspect and dws permute take --allow-nonfinite" in hint
+    code, _ = invoke("inspect", str(net), "--allow-nonfinite")
+    assert code == 0
+
+
+def test_embed_refuses_a_path_with_a_newline_for_npy(tmp_path: Path) -> None:
+    source = tmp_path / "bad\nname.safetensors"
+    source.write_bytes(Path(example("sine-inr")).read_bytes())
+    out = tmp_path / "x.npy"
+    code, output = invoke("embed", str(source), "-o", str(out))
+    assert code == 1
+    assert "line break" in output and "internal error" not in output
+    assert not out.exists() and not (tmp_path / "x.paths.txt").exists()
+
+
+def test_killed_write_leaves_no_temporary_beyond_the_next_run(tmp_path: Path) -> None:
+    """A writer killed with SIGKILL mid-write: the next write of that target removes its file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    target = tmp_path / "out.safetensors"
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from dwscli.weights.atomic import atomic_path\n"
+        "with atomic_path(Path(sys.argv[1])) as tmp:\n"
+        "    tmp.write_bytes(b'x' * 100000)\n"
+        "    print('ready', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) == 1
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    time.sleep(0.05)
+    assert leftovers[0].exists()  # nothing could remove it: the process was killed
+    net = write_net(tmp_path / "net.safetensors")
+    code, _ = invoke("permute", str(net), "-o", str(target), "--seed", "1")
+    assert code == 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

@@ -170,3 +170,66 @@ def test_non_finite_activation_parameters_are_refused_on_load(
     path.write_bytes(safetensors.torch.save(good_state(), metadata=metadata))
     with pytest.raises(DwsError, match="finite"):
         load_checkpoint(path, activation=activation)
+
+
+# --------------------------------------------------------------------------------------------
+# writing: directories, names, bytes, temporaries (library level)
+# --------------------------------------------------------------------------------------------
+def test_save_to_an_existing_directory_is_refused(tmp_path: Path) -> None:
+    from dwscli.weights.checkpoint import save_checkpoint
+
+    source = tmp_path / "net.safetensors"
+    source.write_bytes(safetensors.torch.save(good_state(), metadata={"activation": "relu"}))
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(DwsError, match="is a directory"):
+        save_checkpoint(tmp_path / "dir", load_checkpoint(source), force=True)
+    assert not (tmp_path / "dir.safetensors").exists()
+
+
+def test_non_utf8_name_and_sorted_metadata(tmp_path: Path) -> None:
+    from dwscli.weights.checkpoint import save_checkpoint
+
+    source = tmp_path / os.fsdecode(b"\xffnet.safetensors")
+    meta = {"zeta": "1", "alpha": "2", "activation": "relu"}
+    source.write_bytes(safetensors.torch.save(good_state(), metadata=meta))
+    first = save_checkpoint(tmp_path / "a.safetensors", load_checkpoint(source)).read_bytes()
+    second = save_checkpoint(tmp_path / "b.safetensors", load_checkpoint(source)).read_bytes()
+    assert first == second
+    header = json.loads(first[8 : 8 + int.from_bytes(first[:8], "little")])
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+    assert header["__metadata__"]["dws.source"] == "\\xffnet.safetensors"
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    from dwscli.weights import atomic
+
+    target = tmp_path / "out.safetensors"
+    prefix = atomic._temporary_prefix(target)
+    dead = tmp_path / f"{prefix}999999999-abc.tmp"  # no such pid
+    alive = tmp_path / f"{prefix}{os.getppid()}-abc.tmp"
+    other_host = tmp_path / ".out.safetensors.dws-elsewhere-999999999-abc.tmp"
+    for path in (dead, alive, other_host):
+        path.write_bytes(b"x")
+    atomic.atomic_write_bytes(target, b"data")
+    assert not dead.exists() and alive.exists() and other_host.exists()
+    assert target.read_bytes() == b"data"
+
+
+def test_embeddings_npy_refuses_line_breaks_before_writing(tmp_path: Path) -> None:
+    import numpy as np
+
+    from dwscli.processors.embedding_files import write_embeddings
+
+    with pytest.raises(DwsError, match="line break"):
+        write_embeddings(tmp_path / "e.npy", ["ok", "bad\nname"], np.zeros((2, 3)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_permute_result_is_judged_relative_to_the_outputs() -> None:
+    from dwscli.api import PermuteResult
+
+    fields = {"input": "i", "output": "o", "spec": "s", "seed": 0, "permuted_layers": 1}
+    big = PermuteResult(**fields, check_inputs=4, max_abs_difference=1e14, max_abs_output=1e30)
+    assert big.function_preserved and big.to_dict()["function_preserved"] is True
+    small = PermuteResult(**fields, check_inputs=4, max_abs_difference=1e-3, max_abs_output=0.5)
+    assert not small.function_preserved
