@@ -361,3 +361,14 @@ def test_killed_write_leaves_no_temporary_beyond_the_next_run(tmp_path: Path) ->
     code, _ = invoke("permute", str(net), "-o", str(target), "--seed", "1")
     assert code == 0
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_number_of_input_files_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(3):
+        write_net(tmp_path / f"n{i}.safetensors")
+    monkeypatch.setenv("DWS_MAX_FILES", "2")
+    code, output = invoke("inspect", str(tmp_path))
+    assert_one_line_error(code, output, "number of input files 3 exceeds the limit of 2")
+    assert "DWS_MAX_FILES" in output
+    monkeypatch.setenv("DWS_MAX_FILES", "3")
+    assert invoke("inspect", str(tmp_path))[0] == 0
