@@ -68,33 +68,41 @@ def expanded_size(root: yaml.Node, bound: int) -> int:
 
 
 def load_yaml_text(text: str, where: str) -> Any:
-    """``yaml.safe_load(text)`` with the alias-expansion bound; errors name ``where``."""
+    """``yaml.safe_load(text)`` with the alias-expansion bound; errors name ``where``.
+
+    One parse: the node graph is composed, measured, and only then turned into Python objects.
+    """
+    loader = yaml.SafeLoader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as error:
-        problem = " ".join(str(error).split())
-        raise DwsError(f"{where}: not valid YAML ({problem[:200]})") from error
-    except RecursionError:
-        raise DwsError(f"{where}: YAML nested too deeply to read") from None
-    if node is None:
-        return None
-    bound = limits.CONFIG_NODES.value()
-    try:
-        size = expanded_size(node, bound)
-    except DwsError as error:
-        raise DwsError(f"{where}: {error.message}") from None
-    if size > bound:
-        raise DwsError(
-            f"{where}: expands to more than {bound:,} YAML nodes (aliases repeat content), "
-            f"over the limit {limits.CONFIG_NODES.env}={bound:,}",
-            hint=limits.CONFIG_NODES.hint,
-        )
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:  # pragma: no cover - compose has seen the same text
-        raise DwsError(f"{where}: not valid YAML ({' '.join(str(error).split())[:200]})") from error
-    except RecursionError:
-        raise DwsError(f"{where}: YAML nested too deeply to read") from None
+        try:
+            node = loader.get_single_node()
+        except yaml.YAMLError as error:
+            problem = " ".join(str(error).split())
+            raise DwsError(f"{where}: not valid YAML ({problem[:200]})") from error
+        except RecursionError:
+            raise DwsError(f"{where}: YAML nested too deeply to read") from None
+        if node is None:
+            return None
+        bound = limits.CONFIG_NODES.value()
+        try:
+            size = expanded_size(node, bound)
+        except DwsError as error:
+            raise DwsError(f"{where}: {error.message}") from None
+        if size > bound:
+            raise DwsError(
+                f"{where}: expands to more than {bound:,} YAML nodes (aliases repeat content), "
+                f"over the limit {limits.CONFIG_NODES.env}={bound:,}",
+                hint=limits.CONFIG_NODES.hint,
+            )
+        try:
+            return loader.construct_document(node)
+        except yaml.YAMLError as error:
+            problem = " ".join(str(error).split())
+            raise DwsError(f"{where}: not valid YAML ({problem[:200]})") from error
+        except RecursionError:
+            raise DwsError(f"{where}: YAML nested too deeply to read") from None
+    finally:
+        loader.dispose()
 
 
 def load_yaml_file(path: str | os.PathLike[str], what: str = "config") -> Any:
