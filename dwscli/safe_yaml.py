@@ -72,7 +72,11 @@ def load_yaml_text(text: str, where: str) -> Any:
 
     One parse: the node graph is composed, measured, and only then turned into Python objects.
     """
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # its reader already refuses control characters
+    except yaml.YAMLError as error:
+        problem = " ".join(str(error).split())
+        raise DwsError(f"{where}: not valid YAML ({problem[:200]})") from error
     try:
         try:
             node = loader.get_single_node()

@@ -112,3 +112,11 @@ def test_non_finite_numbers_are_refused(tmp_path: Path, train: str, key: str) ->
     config.write_text(f"name: x\ntask: accuracy\nzoo: {tmp_path / 'z'}\ntrain:\n  {train}\n")
     with pytest.raises(DwsError, match=key):
         TrainConfig.from_yaml(config)
+
+
+def test_control_character_in_config_is_one_line_error(tmp_path: Path) -> None:
+    """Found by the fuzz suite: PyYAML's reader raised from the loader's constructor."""
+    config = tmp_path / "ctrl.yaml"
+    config.write_text("\x08")
+    with pytest.raises(DwsError, match="not valid YAML"):
+        TrainConfig.from_yaml(config)
