@@ -41,6 +41,29 @@ KEYS = st.one_of(
     st.sampled_from(["0.weight", "0.bias", "2.weight", "2.bias", "state_dict", "model", "x"]),
     st.integers(-2, 2),
 )
+
+
+@st.composite
+def state_dicts(draw: st.DrawFn) -> dict:
+    """A plausible MLP state dict, then perturbed: an entry dropped, added or replaced."""
+    widths = draw(st.lists(st.integers(1, 5), min_size=2, max_size=4))
+    state: dict = {}
+    for i, (n_in, n_out) in enumerate(zip(widths, widths[1:])):
+        state[f"{2 * i}.weight"] = torch.randn(n_out, n_in)
+        state[f"{2 * i}.bias"] = torch.randn(n_out)
+    for _ in range(draw(st.integers(0, 2))):
+        key = draw(st.sampled_from(sorted(state)))
+        action = draw(st.sampled_from(["drop", "replace", "add"]))
+        if action == "drop" and len(state) > 1:
+            del state[key]
+        elif action == "replace":
+            state[key] = draw(tensors())
+        else:
+            state[draw(st.sampled_from(["9.weight", "bn.running_var", "x.bias"]))] = draw(tensors())
+    wrapper = draw(st.sampled_from([None, None, "state_dict", "model"]))
+    return state if wrapper is None else {wrapper: state, "epoch": 3}
+
+
 PAYLOADS = st.recursive(
     LEAVES,
     lambda children: st.one_of(
@@ -51,7 +74,7 @@ PAYLOADS = st.recursive(
 
 
 @settings(settings.get_profile("dws-fuzz"))
-@given(payload=PAYLOADS, suffix=st.sampled_from([".pt", ".pth", ".bin"]))
+@given(payload=st.one_of(state_dicts(), PAYLOADS), suffix=st.sampled_from([".pt", ".pth", ".bin"]))
 def test_generated_torch_payloads(payload: object, suffix: str, fresh_dir) -> None:
     directory: Path = fresh_dir()
     source = directory / f"input{suffix}"
