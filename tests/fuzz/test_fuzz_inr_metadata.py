@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import safetensors.torch
-from conftest import check_contract  # type: ignore[import-not-found]
+from fuzz_contract import check_contract  # type: ignore[import-not-found]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open

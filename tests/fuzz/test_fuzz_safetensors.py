@@ -8,7 +8,7 @@ from pathlib import Path
 
 import safetensors.torch
 import torch
-from conftest import check_contract  # type: ignore[import-not-found]
+from fuzz_contract import check_contract  # type: ignore[import-not-found]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import check_contract  # type: ignore[import-not-found]
+from fuzz_contract import check_contract  # type: ignore[import-not-found]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
