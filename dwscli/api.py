@@ -115,9 +115,19 @@ class PermuteResult:
     permuted_layers: int
     check_inputs: int
     max_abs_difference: float
+    #: Largest |f(x)| on the same inputs: the difference is judged relative to it.
+    max_abs_output: float = 1.0
+
+    #: Relative tolerance of "function preserved"; permutations only reorder float64 sums.
+    TOLERANCE = 1e-6
+
+    @property
+    def function_preserved(self) -> bool:
+        """True when the outputs agree to ``TOLERANCE`` relative to max(1, largest |f(x)|)."""
+        return self.max_abs_difference <= self.TOLERANCE * max(1.0, self.max_abs_output)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "function_preserved": self.function_preserved}
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -163,10 +173,11 @@ def permute_checkpoint(
     import torch
 
     from dwscli.weights.checkpoint import save_checkpoint
+    from dwscli.weights.fileformat import output_path
     from dwscli.weights.symmetry import apply_permutation, random_permutation
 
     source = expand_single(path)
-    target = Path(output).expanduser()
+    target = output_path(Path(output).expanduser())  # refuses a directory, adds .safetensors
     if _same_file(source, target) and not force:
         raise DwsError(
             f"{target}: is the input checkpoint; refusing to write over it",
@@ -180,6 +191,9 @@ def permute_checkpoint(
     generator = torch.Generator().manual_seed(seed)
     permuted = apply_permutation(checkpoint.space, random_permutation(checkpoint.space, generator))
     difference = max_output_difference(checkpoint.space, permuted, num_inputs=num_inputs, seed=seed)
+    scale = max_output_difference(
+        checkpoint.space, checkpoint.space.map(torch.zeros_like), num_inputs=num_inputs, seed=seed
+    )
     written = save_checkpoint(
         target,
         checkpoint,
@@ -196,6 +210,7 @@ def permute_checkpoint(
         permuted_layers=len(checkpoint.spec.hidden_widths),
         check_inputs=num_inputs,
         max_abs_difference=difference,
+        max_abs_output=scale,
     )
 
 

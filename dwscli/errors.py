@@ -7,6 +7,8 @@ catch it like any exception.
 
 from __future__ import annotations
 
+import errno
+
 
 class DwsError(Exception):
     """A user-facing error: the message is one line that names the file and the problem."""
@@ -19,3 +21,22 @@ class DwsError(Exception):
 
     def __str__(self) -> str:
         return self.message if self.hint is None else f"{self.message} (hint: {self.hint})"
+
+
+_ERRNO_TEXT = {
+    errno.ENOENT: "no such file or directory",
+    errno.ELOOP: "too many levels of symbolic links (a symlink loop)",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a component of the path is not a directory",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on device",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A short lower-case reason for an OS error, for ``<file>: <reason>`` messages."""
+    if exc.errno == errno.ENOENT:
+        return "no such file"
+    return _ERRNO_TEXT.get(exc.errno or 0) or (exc.strerror or type(exc).__name__).lower()

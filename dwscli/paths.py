@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from dwscli import limits
 from dwscli.errors import DwsError
 
 EXAMPLE_PREFIX = "example:"
@@ -131,6 +132,7 @@ def expand_paths(
             if on_error is None:
                 raise
             on_error(error)
+        limits.FILES.check(len(result), "input paths")  # a glob may match millions of files
     return result
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -89,15 +90,15 @@ def _convert(value: Any, annotation: Any) -> Any:
         return value if isinstance(value, bool) else _MISSING
     if annotation is int:
         return value if isinstance(value, int) and not isinstance(value, bool) else _MISSING
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+    if annotation is float:  # finite only: NaN or Inf in a config is always a mistake
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
             try:
-                return float(value)
-            except ValueError:
+                number = float(value)
+            except (ValueError, OverflowError):
                 return _MISSING
-        return _MISSING
+        else:
+            return _MISSING
+        return number if math.isfinite(number) else _MISSING
     if annotation is str:
         return value if isinstance(value, str) else _MISSING
     return value  # anything else is checked by its owner

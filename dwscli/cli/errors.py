@@ -21,7 +21,7 @@ from typing import Any
 
 from typer import Abort, Exit
 
-from dwscli.errors import DwsError
+from dwscli.errors import DwsError, describe_os_error
 
 try:  # recent typer releases vendor click; older ones depend on it
     from typer._click.exceptions import ClickException, UsageError
@@ -32,6 +32,9 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+MAX_MESSAGE_CHARS = 1000
 
 
 class _State:
@@ -48,8 +51,15 @@ def debug_enabled() -> bool:
 
 
 def one_line(text: str) -> str:
-    """Collapse newlines and runs of spaces so that a message is exactly one line."""
-    return " ".join(str(text).split())
+    """One line of safe text: newlines and runs of spaces collapsed, control characters
+    (an ESC from a file name or a metadata value) shown escaped."""
+    from dwscli.cli.output import safe_text
+
+    line = " ".join(safe_text(text).split())
+    if len(line) > MAX_MESSAGE_CHARS:  # a 5000-character file name must not fill the screen
+        half = MAX_MESSAGE_CHARS // 2
+        line = f"{line[:half]}…{line[-half:]}"
+    return line
 
 
 def print_error(message: str, hint: str | None = None) -> None:
@@ -111,6 +121,23 @@ def run_guarded(invoke: Callable[[], Any]) -> int:
         # `dws … | head`: the reader left; stop quietly and keep Python from complaining.
         with contextlib.suppress(OSError, ValueError):  # not a real file (a test's buffer)
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+    except OSError as error:
+        # A file system refusal that no check caught (a permission, a name too long, /proc):
+        # the user's problem, not a bug, so reported like a DwsError.
+        if debug_enabled():
+            raise
+        where = error.filename if error.filename is not None else "error"
+        print_error(f"{os.fsdecode(where)}: {describe_os_error(error)}")
+        return EXIT_ERROR
+    except MemoryError:
+        if debug_enabled():
+            raise
+        print_error(
+            "out of memory",
+            "the input needs more memory than this machine has; "
+            "see 'Security model and limits' in the README",
+        )
         return EXIT_ERROR
     except Exception as error:
         if debug_enabled():

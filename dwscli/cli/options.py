@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from dwscli.weights.activations import describe as describe_activations
+
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Write the result as JSON on stdout (for scripts).")
 ]
@@ -31,8 +33,8 @@ ActivationOption = Annotated[
         "-a",
         metavar="NAME",
         help=(
-            "Activation when the checkpoint's metadata does not record it: relu, tanh, sine, "
-            "gelu, sigmoid, identity or leaky_relu, with options as in 'sine;w0=30'."
+            "Activation when the checkpoint's metadata does not record it: "
+            f"{describe_activations()}, with options as in 'sine;w0=30'."
         ),
     ),
 ]

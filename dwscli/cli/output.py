@@ -9,6 +9,7 @@ Everything else (progress, notes, warnings, errors) goes to stderr, so ``dws …
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,6 +19,30 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.table import Table
+
+
+# C0 and C1 control characters (ESC starts terminal sequences) except tab and newline, DEL,
+# bidirectional overrides, and the surrogates Python uses for bytes of non-UTF-8 file names.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # a byte of a non-UTF-8 name (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe_text(text: object) -> str:
+    """``str(text)`` with every character that could drive the terminal shown escaped.
+
+    File names and metadata values come from untrusted files; an ESC in one must appear as
+    ``\\x1b`` rather than clear the screen or retitle the window.
+    """
+    return _UNSAFE.sub(_escape, str(text))
 
 
 def stdout_console() -> Console:
@@ -41,7 +66,10 @@ def _json_default(value: object) -> object:
 
 
 def to_json(data: object) -> str:
-    return json.dumps(data, indent=2, default=_json_default, ensure_ascii=False)
+    """JSON text; the bytes of a non-UTF-8 file name (surrogates) as ``\\udcNN`` escapes, which
+    JSON allows and which decode back to the same Python string."""
+    text = json.dumps(data, indent=2, default=_json_default, ensure_ascii=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def make_table(
@@ -60,7 +88,11 @@ def make_table(
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, title_justify="left", header_style="bold")
+    table = Table(
+        title=None if title is None else Text(safe_text(title)),
+        title_justify="left",
+        header_style="bold",
+    )
     for column in columns:
         table.add_column(
             column,
@@ -69,7 +101,7 @@ def make_table(
             min_width=(min_width or {}).get(column),
         )
     for row in rows:
-        table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
+        table.add_row(*(Text("" if cell is None else safe_text(cell)) for cell in row))
     return table
 
 
@@ -78,11 +110,17 @@ def key_value_table(items: Mapping[str, object], *, title: str | None = None) ->
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    table = Table(
+        title=None if title is None else Text(safe_text(title)),
+        title_justify="left",
+        show_header=False,
+        box=None,
+        pad_edge=False,
+    )
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for key, value in items.items():
-        table.add_row(Text(key), Text("" if value is None else str(value)))
+        table.add_row(Text(safe_text(key)), Text("" if value is None else safe_text(value)))
     return table
 
 
@@ -114,19 +152,19 @@ class Output:
         if not self.quiet:
             from rich.text import Text
 
-            stderr_console().print(Text(text), soft_wrap=True)
+            stderr_console().print(Text(safe_text(text)), soft_wrap=True)
 
     def success(self, text: str) -> None:
         if not self.quiet:
             from rich.text import Text
 
-            stderr_console().print(Text.assemble(("✓ ", "green"), text), soft_wrap=True)
+            stderr_console().print(Text.assemble(("✓ ", "green"), safe_text(text)), soft_wrap=True)
 
     def warning(self, text: str) -> None:
         from rich.text import Text
 
         stderr_console().print(
-            Text.assemble(("warning:", "bold yellow"), " ", text), soft_wrap=True
+            Text.assemble(("warning:", "bold yellow"), " ", safe_text(text)), soft_wrap=True
         )
 
     @contextmanager
@@ -232,6 +270,7 @@ __all__ = [
     "key_value_table",
     "make_table",
     "progress_bar",
+    "safe_text",
     "stderr_console",
     "stdout_console",
     "to_json",

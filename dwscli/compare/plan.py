@@ -28,10 +28,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dwscli.errors import DwsError
 from dwscli.nn.archs import ARCHS, get_arch
+from dwscli.safe_yaml import load_yaml_file
 from dwscli.schema import ConfigError, build_section, check_keys
 from dwscli.train.config import ModelSettings, TrainConfig, TrainSettings, _train_section
 
@@ -109,14 +108,7 @@ def load_compare_config(
     if isinstance(config, TrainConfig):
         return config, CompareSection()
     path = Path(config)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise DwsError(f"{path}: cannot read config ({error.strerror})") from error
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from error
+    data = load_yaml_file(path)
     section = None
     if isinstance(data, dict):
         data = dict(data)

@@ -14,6 +14,7 @@ small shards (or :meth:`Zoo.load` and an in-memory shuffle for small zoos) it is
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -100,6 +101,36 @@ def conventions_metadata(conventions: Mapping[str, Any]) -> dict[str, str]:
             text = _meta_string(value)
         out[f"inr.{key}"] = text
     return out
+
+
+#: Longest net id that still makes a file name (255 bytes) with the ``.safetensors`` suffix.
+MAX_EXPORT_ID_BYTES = 200
+
+
+def export_file_name(zoo_path: Path, net: str) -> str:
+    """``<net>.safetensors``, refusing an id that is not a plain, short file name.
+
+    Ids come from the zoo's manifest, which anyone can edit: an id such as ``../../x`` or
+    ``/etc/x`` must not turn into a path outside the output directory.
+    """
+    unsafe = (
+        not net
+        or net in (".", "..")
+        or net.startswith(".")
+        or any(sep in net for sep in ("/", "\\", os.sep, os.altsep or "/"))
+        or any(ord(ch) < 32 or ord(ch) == 127 for ch in net)
+    )
+    if unsafe:
+        raise DwsError(
+            f"{zoo_path}: net id {net!r} is not a plain file name (a path separator, a leading "
+            "dot or a control character); refusing to export it"
+        )
+    if len(net.encode("utf-8", "surrogateescape")) > MAX_EXPORT_ID_BYTES:
+        raise DwsError(
+            f"{zoo_path}: net id of {len(net)} characters is too long for a file name "
+            f"(at most {MAX_EXPORT_ID_BYTES} bytes)"
+        )
+    return f"{net}.safetensors"
 
 
 class Zoo:
@@ -405,7 +436,7 @@ class Zoo:
         root = Path(out_dir)
         if root.exists() and not root.is_dir():
             raise DwsError(f"{root}: exists and is not a directory")
-        targets = [root / f"{net}.safetensors" for net in wanted]
+        targets = [root / export_file_name(self.path, net) for net in wanted]
         existing = [t.name for t in targets if t.exists()]
         if existing and not force:
             raise DwsError(

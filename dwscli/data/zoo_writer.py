@@ -49,6 +49,7 @@ from dwscli.data.zoo_splits import (
 )
 from dwscli.errors import DwsError
 from dwscli.weights.atomic import atomic_write_bytes
+from dwscli.weights.fileformat import canonical_safetensors as _canonical_safetensors
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
 
@@ -80,21 +81,6 @@ def default_shard_size(spec: MLPSpec | str, dtype: str = "float32") -> int:
 
 def _json_line(record: Mapping[str, Any]) -> str:
     return json.dumps(record, separators=(",", ":"), allow_nan=False)
-
-
-def _canonical_safetensors(data: bytes) -> bytes:
-    """``data`` with its JSON header re-written with sorted keys.
-
-    safetensors writes the metadata map in hash order, which changes from call to call; sorted,
-    the same nets give byte-identical shards, so a resumed or merged zoo equals a one-run zoo
-    file for file. The header stays padded with spaces to a multiple of 8 bytes, as the format
-    requires for aligned data; the data offsets are relative to the data start and unchanged.
-    """
-    length = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + length])
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    return len(text).to_bytes(8, "little") + text + data[8 + length :]
 
 
 def _remove_stale_temporaries(directory: Path, name: str) -> None:

@@ -7,7 +7,7 @@ Each entry of every weight and bias carries a feature vector of C channels (chan
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from torch import Tensor
@@ -46,7 +46,13 @@ class WSFeatures:
         return f"WSFeatures({widths} | batch={self.batch_size}, channels={self.channels})"
 
     def tensors(self) -> list[Tensor]:
-        return [*self.weights, *self.biases]
+        """All tensors in network order W_1, b_1, …, W_L, b_L (as :meth:`WeightSpace.tensors`)."""
+        return [t for pair in zip(self.weights, self.biases) for t in pair]
+
+    @classmethod
+    def from_tensors(cls, tensors: Sequence[Tensor]) -> WSFeatures:
+        """Inverse of :meth:`tensors`: ``[W_1, b_1, …, W_L, b_L]`` back into features."""
+        return cls(list(tensors[0::2]), list(tensors[1::2]))
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> WSFeatures:
         return WSFeatures([fn(w) for w in self.weights], [fn(b) for b in self.biases])

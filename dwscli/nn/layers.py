@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from dwscli.errors import DwsError
 from dwscli.nn.features import WSFeatures
 from dwscli.nn.fused import LayerPlan, fused_dws_linear
+from dwscli.weights import activations
 from dwscli.weights.spec import MLPSpec
 
 FixedMixing = Literal["full", "shared"]
@@ -308,9 +309,11 @@ class ChannelNorm(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(channels) for _ in range(2 * fixed.depth))
 
     def forward(self, features: WSFeatures) -> WSFeatures:
+        # norms[i] is W_{i+1}'s and norms[depth + i] b_{i+1}'s (the order stored in processors)
         depth = len(features.weights)
-        tensors = [norm(t) for norm, t in zip(self.norms, features.tensors())]
-        return WSFeatures(tensors[:depth], tensors[depth:])
+        weights = [self.norms[i](w) for i, w in enumerate(features.weights)]
+        biases = [self.norms[depth + i](b) for i, b in enumerate(features.biases)]
+        return WSFeatures(weights, biases)
 
 
 class Pointwise(nn.Module):
@@ -325,13 +328,8 @@ class Pointwise(nn.Module):
 
 
 def activation_module(name: str, *, inplace: bool = False) -> nn.Module:
-    """A pointwise activation; ``inplace`` where torch offers it (saves a pass over memory)."""
-    table = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
-    if name not in table:
-        raise DwsError(f"unknown activation {name!r}", hint=f"choose one of {', '.join(table)}")
-    if inplace and name in ("relu", "silu"):
-        return table[name](inplace=True)
-    return table[name]()
+    """A pointwise activation from the one activation table; ``inplace`` where torch offers it."""
+    return activations.activation_module(name, inplace=inplace)
 
 
 class InvariantPooling(nn.Module):
@@ -366,7 +364,8 @@ class InvariantPooling(nn.Module):
     def forward(self, features: WSFeatures) -> Tensor:
         self.fixed.check(features)
         pieces = []
-        for layout, t in zip(self.layouts, features.tensors()):
+        # layouts are W_1..W_L then b_1..b_L; the pooled vector keeps that order
+        for layout, t in zip(self.layouts, [*features.weights, *features.biases]):
             x = layout.to_canonical(t)  # [B, *hidden axes, C * folded]
             dims = list(range(1, 1 + len(layout.axes)))
             if self.fixed_mixing == "shared" and layout.fold_size > 1:

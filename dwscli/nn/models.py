@@ -102,7 +102,8 @@ class WeightNormalizer(nn.Module):
 
     def denormalize_delta(self, delta: WSFeatures) -> list[Tensor]:
         """Scale a change expressed in normalised units back to weight units."""
-        return [t[..., 0] * self.std[k] for k, t in enumerate(delta.tensors())]
+        tensors = [*delta.weights, *delta.biases]  # the order of mean/std: W_1..W_L, b_1..b_L
+        return [t[..., 0] * self.std[k] for k, t in enumerate(tensors)]
 
 
 class DWSBlock(nn.Module):

@@ -14,6 +14,7 @@ from dwscli.processors.pipeline import (
     transform_and_write,
 )
 from dwscli.runtime import resolve_device
+from dwscli.weights.atomic import check_out_dir
 
 
 def adapt(
@@ -36,7 +37,7 @@ def adapt(
     target = resolve_device(device)
     model_processor = open_for_task(processor, "adapt", target)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        check_out_dir(out_dir)  # created when the first output is written
     destinations = [output_path_for(Path(p), output, out_dir, len(paths)) for p in paths]
     loaded = load_items(paths, lambda _: model_processor, fail_fast=fail_fast, on_error=on_error)
     provenance = {
@@ -56,6 +57,7 @@ def adapt(
         fail_fast=fail_fast,
         on_error=on_error,
         progress=progress,
+        out_dir=out_dir,
     )
 
 

@@ -209,17 +209,11 @@ class ProcessorCard:
 
     @classmethod
     def read(cls, path: str | Path) -> ProcessorCard:
-        """Read and check the card at ``path``."""
-        import yaml
+        """Read and check the card at ``path`` (through the bounded YAML reader)."""
+        from dwscli.safe_yaml import load_yaml_file
 
         card_path = Path(path)
-        try:
-            data = yaml.safe_load(card_path.read_text(encoding="utf-8"))
-        except OSError as error:
-            raise DwsError(f"{card_path}: cannot read processor card ({error.strerror})") from error
-        except yaml.YAMLError as error:
-            problem = " ".join(str(error).split())
-            raise DwsError(f"{card_path}: not valid YAML ({problem})") from error
+        data = load_yaml_file(card_path, "processor card")
         return cls.from_mapping(data, path=card_path)
 
     def to_mapping(self) -> dict[str, Any]:

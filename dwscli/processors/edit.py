@@ -24,6 +24,7 @@ from dwscli.processors.pipeline import (
 )
 from dwscli.processors.registry import default_processor
 from dwscli.runtime import resolve_device
+from dwscli.weights.atomic import check_out_dir
 from dwscli.weights.checkpoint import Checkpoint
 from dwscli.weights.space import WeightSpace
 
@@ -110,7 +111,7 @@ def edit(
     if preview is not None:
         _check_preview_target(preview, paths, force)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        check_out_dir(out_dir)  # created when the first output is written
     destinations = [output_path_for(Path(p), output, out_dir, len(paths)) for p in paths]
     items = load_items(paths, lambda _: editor, force=force, fail_fast=fail_fast, on_error=on_error)
     provenance = {
@@ -137,6 +138,7 @@ def edit(
         on_error=on_error,
         progress=progress,
         written_hook=keep_for_preview,
+        out_dir=out_dir,
     )
     if preview is not None and shown:
         write_preview(preview, shown, editor, op, force=force)

@@ -70,11 +70,19 @@ def write_embeddings(
     if matrix.ndim != 2 or matrix.shape[0] != len(paths):
         raise DwsError(f"{output}: {len(paths)} paths but a {matrix.shape} matrix")
     if fmt == ".npy":
+        broken = next((p for p in paths if "\n" in p or "\r" in p), None)
+        if broken is not None:  # checked before anything is written
+            raise DwsError(
+                f"{output}: input path {broken!r} contains a line break, which the one-path-a-line "
+                f"{sidecar_path(output).name} cannot hold",
+                hint="write .jsonl, .csv or .safetensors, which store each path exactly",
+            )
         buffer = io.BytesIO()
         np.save(buffer, matrix)
         written = [atomic_write_bytes(output, buffer.getvalue(), force=force)]
         text = "".join(f"{p}\n" for p in paths)
-        written.append(atomic_write_bytes(sidecar_path(output), text.encode(), force=force))
+        data = text.encode("utf-8", "surrogateescape")  # a non-UTF-8 name keeps its bytes
+        written.append(atomic_write_bytes(sidecar_path(output), data, force=force))
         return written
     if fmt == ".csv":
         buffer_text = io.StringIO()
@@ -82,7 +90,8 @@ def write_embeddings(
         writer.writerow(["path", *(f"e{k}" for k in range(matrix.shape[1]))])
         for path, row in zip(paths, matrix.tolist()):
             writer.writerow([path, *(repr(v) for v in row)])
-        return [atomic_write_bytes(output, buffer_text.getvalue().encode(), force=force)]
+        data = buffer_text.getvalue().encode("utf-8", "surrogateescape")
+        return [atomic_write_bytes(output, data, force=force)]
     if fmt == ".jsonl":
         lines = (
             json.dumps({"path": path, "embedding": row}) + "\n"

@@ -254,12 +254,15 @@ def transform_and_write(
     on_error: ErrorHandler | None = None,
     progress: Callable[[int], None] | None = None,
     written_hook: Callable[[Item, WeightSpace], None] | None = None,
+    out_dir: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run a weights -> weights ``model`` over the inputs in stacked batches and write each
     result to ``destinations[input.index]`` (the input's keys, dtypes and metadata, plus
     ``provenance``). Two inputs bound for one file in the same run are an error for the second
     (even with ``force``, which only replaces files from before the run). ``written_hook`` sees
-    each written input with its new weights. Rows ``{"input", "output"}``, in input order."""
+    each written input with its new weights. ``out_dir`` (the destinations' directory) is created
+    by the first write, so a run that writes nothing leaves none. Rows ``{"input", "output"}``,
+    in input order."""
     from dwscli.weights.checkpoint import save_checkpoint
 
     rows: dict[int, dict[str, Any]] = {}
@@ -269,7 +272,9 @@ def transform_and_write(
             outputs = model(stack(chunk, device)).to("cpu")
             for row, item in enumerate(chunk):
                 checkpoint = item.checkpoint
-                new = checkpoint.constrain(outputs[row])
+                # No Checkpoint.constrain here: a bias predicted for a layer the file stores
+                # without one is not silently dropped; save_checkpoint refuses it.
+                new = outputs[row]
                 destination = destinations[item.index]
                 try:
                     if destination in taken:
@@ -279,7 +284,12 @@ def transform_and_write(
                             hint="inputs with the same file name need separate --out-dir runs",
                         )
                     written = save_checkpoint(
-                        destination, checkpoint, space=new, provenance=provenance, force=force
+                        destination,
+                        checkpoint,
+                        space=new,
+                        provenance=provenance,
+                        force=force,
+                        create_parent=out_dir is not None,
                     )
                 except DwsError as error:
                     report(checkpoint.path, error, fail_fast, on_error)

@@ -33,11 +33,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from dwscli.errors import DwsError
 from dwscli.nn.archs import get_arch
 from dwscli.processors.card import DefaultFor, default_for_mapping
+from dwscli.safe_yaml import load_yaml_file, short_repr
 from dwscli.schema import ConfigError, build_section, check_keys
 from dwscli.train.augment import AugmentSettings
 from dwscli.train.tasks import task_class
@@ -183,12 +182,12 @@ class TrainConfig:
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigError(
                 f"{where}: name: expected a file-name-safe string (letters, digits, . _ -), "
-                f"got {name!r}"
+                f"got {short_repr(name)}"
             )
         for key in ("zoo", "output", "description"):
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise ConfigError(
-                    f"{where}: {key}: expected a string, got {data[key]!r} "
+                    f"{where}: {key}: expected a string, got {short_repr(data[key])} "
                     f"({type(data[key]).__name__})"
                 )
         version = data.get("version", 1)
@@ -217,16 +216,7 @@ class TrainConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         config_path = Path(path)
-        try:
-            text = config_path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise DwsError(f"{config_path}: cannot read config ({error.strerror})") from error
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            problem = " ".join(str(error).split())
-            raise ConfigError(f"{config_path}: not valid YAML ({problem})") from error
-        return cls.from_dict(data, source=str(config_path))
+        return cls.from_dict(load_yaml_file(config_path), source=str(config_path))
 
 
 def _default_for_section(data: Any, source: str | None) -> DefaultFor | None:

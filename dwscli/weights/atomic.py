@@ -12,11 +12,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
+import socket
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from dwscli.errors import DwsError
+from dwscli.errors import DwsError, describe_os_error
 
 
 def _umask() -> int:
@@ -25,15 +28,105 @@ def _umask() -> int:
     return mask
 
 
-def check_writable_target(path: Path, *, force: bool = False) -> None:
-    """Refuse early (before any work is done) when ``path`` cannot or must not be written."""
-    if path.is_dir():
+def _stat_mode(path: Path) -> int | None:
+    """``st_mode`` of ``path``, None when it does not exist; other OS errors are one-line errors."""
+    try:
+        return path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DwsError(f"{path}: {describe_os_error(exc)}") from None
+
+
+def check_writable_target(
+    path: Path, *, force: bool = False, parent_may_be_missing: bool = False
+) -> None:
+    """Refuse early (before any work is done) when ``path`` cannot or must not be written.
+
+    ``parent_may_be_missing``: the caller creates the directory just before writing.
+    """
+    mode = _stat_mode(path)
+    if mode is not None and stat.S_ISDIR(mode):
         raise DwsError(f"{path}: is a directory; give an output file name")
-    if path.exists() and not force:
+    if mode is not None and not force:
         raise DwsError(f"{path}: exists; pass --force to overwrite")
     parent = path.parent
-    if not parent.is_dir():
+    parent_mode = _stat_mode(parent)
+    if parent_mode is None:
+        if parent_may_be_missing:
+            check_out_dir(_existing_ancestor(parent))
+            return
         raise DwsError(f"{path}: output directory {parent} does not exist")
+    if not stat.S_ISDIR(parent_mode):
+        raise DwsError(f"{path}: {parent} is not a directory")
+
+
+def _existing_ancestor(path: Path) -> Path:
+    """The nearest ancestor of ``path`` that exists (``path`` itself if it does)."""
+    for candidate in (path, *path.parents):
+        if _stat_mode(candidate) is not None:
+            return candidate
+    return path
+
+
+def check_out_dir(directory: Path) -> None:
+    """Refuse an output directory that is an existing file or cannot be reached (no creation)."""
+    mode = _stat_mode(directory)
+    if mode is not None and not stat.S_ISDIR(mode):
+        raise DwsError(f"{directory}: exists and is not a directory (--out-dir names a directory)")
+
+
+def make_out_dir(directory: Path) -> None:
+    """Create an output directory (and its parents) when the first output is written."""
+    check_out_dir(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DwsError(f"{directory}: cannot create directory ({describe_os_error(exc)})") from None
+
+
+# Temporary files are named .<target name>.dws-<host>-<pid>-<random>.tmp: a run killed with
+# SIGKILL cannot remove its own, so the next write of the same target removes those whose
+# process (on this host) is gone. The target name is cut so the whole name stays short.
+_TEMP_NAME = re.compile(r"\.dws-(?P<host>[^-]*)-(?P<pid>\d+)-[^.]*\.tmp$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+
+
+def _temporary_prefix(target: Path) -> str:
+    return f".{target.name[:120]}.dws-{_host()}-"
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but is someone else's
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Remove temporaries of ``target`` left by killed dws runs on this host; returns them."""
+    removed: list[Path] = []
+    prefix = _temporary_prefix(target)
+    try:
+        candidates = [p for p in target.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = _TEMP_NAME.search(candidate.name)
+        if match is None or match["host"] != _host() or _process_alive(int(match["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            candidate.unlink()
+            removed.append(candidate)
+    return removed
 
 
 @contextlib.contextmanager
@@ -46,8 +139,11 @@ def atomic_path(path: str | os.PathLike[str], *, force: bool = False) -> Iterato
     """
     target = Path(path)
     check_writable_target(target, force=force)
+    remove_stale_temporaries(target)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=_temporary_prefix(target) + f"{os.getpid()}-", suffix=".tmp", dir=target.parent
+        )
     except OSError as exc:
         raise DwsError(f"{target}: cannot write ({exc.strerror or exc})") from exc
     os.close(fd)

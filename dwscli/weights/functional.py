@@ -9,35 +9,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from dwscli.weights import activations
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
-
-DEFAULT_SINE_W0 = 30.0
 
 
 def sine_frequencies(spec: MLPSpec) -> tuple[float, float]:
     """``(w0_first, w0_hidden)`` of a sine MLP; SIREN's convention uses w0 = 30 for both."""
-    w0 = spec.float_option("w0", DEFAULT_SINE_W0)
-    return w0, spec.float_option("w0_hidden", w0)
+    return activations.sine_frequencies(dict(spec.options))
 
 
 def activate(x: Tensor, spec: MLPSpec, layer: int) -> Tensor:
     """Activation after linear layer ``layer`` (0-based); never applied after the last layer."""
-    name = spec.activation
-    if name == "relu":
-        return torch.relu(x)
-    if name == "tanh":
-        return torch.tanh(x)
-    if name == "sine":
-        w0_first, w0_hidden = sine_frequencies(spec)
-        return torch.sin((w0_first if layer == 0 else w0_hidden) * x)
-    if name == "gelu":
-        return torch.nn.functional.gelu(x)
-    if name == "sigmoid":
-        return torch.sigmoid(x)
-    if name == "leaky_relu":
-        return torch.nn.functional.leaky_relu(x, float(spec.option("negative_slope", "0.01")))
-    return x
+    return activations.apply_activation(spec.activation, x, dict(spec.options), layer)
 
 
 def mlp_forward(space: WeightSpace, inputs: Tensor) -> Tensor:

@@ -8,11 +8,13 @@ are written into every INR checkpoint's metadata (``inr.*`` keys) so any tool ca
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from dwscli import limits
 from dwscli.errors import DwsError
 from dwscli.weights.functional import mlp_forward
 from dwscli.weights.space import WeightSpace
@@ -26,6 +28,23 @@ class InrConventions:
     coord_max: float = 1.0
     output_scale: float = 0.5
     output_offset: float = 0.5
+
+    def __post_init__(self) -> None:
+        """Refuse conventions no image can have, before anything is allocated for them."""
+        if self.height < 1 or self.width < 1:
+            raise DwsError(f"INR grid {self.height}x{self.width} must be at least 1x1")
+        limits.INR_PIXELS.check(self.height * self.width, f"inr.grid {self.height}x{self.width}")
+        values = {
+            "coord_range": (self.coord_min, self.coord_max),
+            "output_scale": (self.output_scale,),
+            "output_offset": (self.output_offset,),
+        }
+        for name, numbers in values.items():
+            if not all(math.isfinite(v) for v in numbers):
+                shown = ",".join(repr(v) for v in numbers)
+                raise DwsError(f"INR {name} {shown} must be finite")
+        if self.output_scale == 0:
+            raise DwsError("INR output_scale must not be 0")
 
     def coordinates(self, dtype: torch.dtype = torch.float32) -> Tensor:
         """``[H*W, 2]`` pixel-centre coordinates (x, y), row-major."""
@@ -66,6 +85,8 @@ class InrConventions:
             )
         except ValueError as error:
             raise DwsError(f"{source}: malformed INR metadata ({error})") from error
+        except DwsError as error:
+            raise DwsError(f"{source}: metadata: {error.message}", hint=error.hint) from error
 
 
 def render(space: WeightSpace, conventions: InrConventions, *, chunk: int = 256) -> Tensor:

@@ -8,12 +8,23 @@ widths d_1 … d_{L-1} are permuted by the symmetry group. Its compact string fo
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 
+from dwscli import limits
 from dwscli.errors import DwsError
+from dwscli.weights.activations import ACTIVATIONS, NUMERIC_OPTIONS
 
-ACTIVATIONS = ("relu", "tanh", "sine", "gelu", "sigmoid", "identity", "leaky_relu")
+
+def _check_numeric_option(key: str, value: str) -> None:
+    try:
+        number = float(value)
+    except ValueError:
+        raise DwsError(f"activation option {key}={value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise DwsError(f"activation option {key}={value} must be a finite number")
+
 
 _SPEC_PATTERN = re.compile(
     r"^\s*(\d+(?:-\d+)+)\s*(?::\s*([a-z_]+))?\s*((?:;[a-z_0-9]+=[^;]+)*)\s*$"
@@ -45,9 +56,14 @@ class MLPSpec:
                 f"unknown activation {self.activation!r}",
                 hint=f"choose one of {', '.join(ACTIVATIONS)}",
             )
-        object.__setattr__(
-            self, "options", tuple(sorted((str(k), str(v)) for k, v in self.options))
-        )
+        shown = "-".join(map(str, widths[:8])) + ("-…" if len(widths) > 8 else "")
+        limits.LAYERS.check(len(widths) - 1, f"MLP spec {shown}")
+        limits.WIDTH.check(max(widths), f"MLP spec {shown}")
+        options = tuple(sorted((str(k), str(v)) for k, v in self.options))
+        for key, value in options:
+            if key in NUMERIC_OPTIONS:
+                _check_numeric_option(key, value)
+        object.__setattr__(self, "options", options)
 
     # ----------------------------------------------------------------------------------------
     @property

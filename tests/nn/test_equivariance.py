@@ -209,8 +209,7 @@ def test_fused_layer_passes_gradcheck() -> None:
     x = random_features(spec, 1, 2)
 
     def run(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        depth = spec.depth
-        out = layer(type(x)(list(tensors[:depth]), list(tensors[depth:])))
+        out = layer(type(x).from_tensors(tensors))
         return tuple(out.tensors())
 
     inputs = tuple(t.requires_grad_() for t in x.tensors())

@@ -9,7 +9,7 @@ import typer
 
 from dwscli.cli.commands import doc_help
 from dwscli.cli.options import JsonOption, ThreadsOption, TrainDeviceOption
-from dwscli.cli.output import Output, make_table, stderr_console
+from dwscli.cli.output import Output, make_table, safe_text, stderr_console
 
 if TYPE_CHECKING:
     from dwscli.cli.commands.train import TrainProgress
@@ -36,7 +36,7 @@ class CompareProgress:
     def _print(self, text: str) -> None:
         from rich.text import Text
 
-        self.console.print(Text(text), soft_wrap=True)
+        self.console.print(Text(safe_text(text)), soft_wrap=True)
 
     def close(self) -> None:
         if self.train is not None:

@@ -26,12 +26,9 @@ EPILOG = (
     "  dws permute net.safetensors -o net-perm.safetensors --json"
 )
 
-#: Largest output difference (float64) shown as "preserved"; permutations only reorder sums.
-PRESERVED_TOLERANCE = 1e-6
-
 
 def render(result: PermuteResult) -> object:
-    preserved = "yes" if result.max_abs_difference <= PRESERVED_TOLERANCE else "NO"
+    preserved = "yes" if result.function_preserved else "NO"
     return key_value_table(
         {
             "input": result.input,

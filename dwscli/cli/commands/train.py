@@ -8,7 +8,7 @@ import typer
 
 from dwscli.cli.commands import doc_help
 from dwscli.cli.options import JsonOption, ThreadsOption, TrainDeviceOption
-from dwscli.cli.output import Output, key_value_table, make_table, stderr_console
+from dwscli.cli.output import Output, key_value_table, make_table, safe_text, stderr_console
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -56,7 +56,7 @@ class TrainProgress:
         from rich.text import Text
 
         target = self.progress.console if self.progress is not None else self.console
-        target.print(Text(text), soft_wrap=True)
+        target.print(Text(safe_text(text)), soft_wrap=True)
 
     # Reporter interface ---------------------------------------------------------------------
     def start(self, info: dict[str, Any]) -> None:
