@@ -714,8 +714,7 @@ def export_zoo(
     else:
         raise DwsError("say which nets to export", hint="pass --ids ID,ID,... or --split test")
     chosen = chosen[:limit] if limit else chosen
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return zoo.export(chosen, out_dir, force=force)
+    return zoo.export(chosen, out_dir, force=force)  # creates out_dir only when it writes
 
 
 def merge_zoos(parts: list[PathLike], out_dir: PathLike) -> Any:

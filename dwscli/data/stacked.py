@@ -124,7 +124,8 @@ def dwsnets_init(spec: MLPSpec, n: int, generator: torch.Generator) -> WeightSpa
     return WeightSpace(weights, biases, spec)
 
 
-INITS = {"siren": siren_init, "dwsnets": dwsnets_init}
+#: initialisation schemes by name: Sitzmann et al.'s SIREN scheme, and the DWSNets authors'
+INITS = {"sitzmann": siren_init, "dwsnets": dwsnets_init}
 
 
 def kaiming_init(

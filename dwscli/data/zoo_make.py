@@ -40,7 +40,7 @@ class InrZooConfig:
     # own: the nets then differ only by what fitting their images changed
     shared_init: bool = False
     recipe: str = "default"  # the named preset these settings came from (see INR_RECIPES)
-    init: str = "siren"  # a key of dwscli.data.stacked.INITS
+    init: str = "sitzmann"  # a key of dwscli.data.stacked.INITS (SIREN's own scheme)
     output_scale: float = 0.5  # pixel = output_offset + output_scale * net output
     output_offset: float = 0.5
 
@@ -95,7 +95,7 @@ SHARED_INIT_INDEX = -1  # the "net index" whose generator draws a shared initial
 
 
 def _stacked_init(
-    spec: MLPSpec, indices: range, zoo_seed: int, *, shared: bool = False, init: str = "siren"
+    spec: MLPSpec, indices: range, zoo_seed: int, *, shared: bool = False, init: str = "sitzmann"
 ) -> WeightSpace:
     """Initialisation ``init`` of nets ``indices``, each from its own per-net generator, or all
     the same one (``shared``)."""
