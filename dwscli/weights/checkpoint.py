@@ -33,10 +33,13 @@ Metadata keys (all strings) that dws reads and writes:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
+import math
 import os
 import re
+import stat
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -209,6 +212,7 @@ class Checkpoint:
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4096)  # the same few keys recur in every file of a run
 def natural_key(text: str) -> tuple[str | int, ...]:
     """Sort key that orders digit runs by value: ``net.2`` < ``net.10``, ``fc2`` < ``fc10``.
 
@@ -274,17 +278,18 @@ class _TensorInfo:
 
 
 def _check_input_path(path: Path) -> int:
-    """Existence checks; returns the file size."""
-    if not path.exists():
-        raise DwsError(f"{path}: no such file")
-    if path.is_dir():
-        raise DwsError(f"{path}: is a directory, not a checkpoint file")
-    if not path.is_file():
-        raise DwsError(f"{path}: not a regular file")
+    """Existence checks (one ``stat``); returns the file size."""
     try:
-        size = path.stat().st_size
+        info = path.stat()
+    except FileNotFoundError as exc:
+        raise DwsError(f"{path}: no such file") from exc
     except OSError as exc:
         raise DwsError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise DwsError(f"{path}: is a directory, not a checkpoint file")
+    if not stat.S_ISREG(info.st_mode):
+        raise DwsError(f"{path}: not a regular file")
+    size = info.st_size
     if size == 0:
         raise DwsError(f"{path}: is empty (0 bytes), not a checkpoint")
     return size
@@ -535,8 +540,13 @@ def _plan_layout(path: Path, infos: Mapping[str, _TensorInfo]) -> list[LayerLayo
 
 
 def _check_finite(path: Path, layers: list[LayerLayout], tensors: Mapping[str, Tensor]) -> None:
+    keys = CheckpointLayout(layers).tensor_keys()
+    # Fast path, one reduction per tensor: a sum is finite only if every value is (a finite sum
+    # that overflowed falls through to the exact check below, which then finds nothing).
+    if all(math.isfinite(float(_checkable(tensors[key]).sum())) for key in keys):
+        return
     bad: list[tuple[str, int, int]] = []
-    for key in CheckpointLayout(layers).tensor_keys():
+    for key in keys:
         t = _checkable(tensors[key])
         if bool(torch.isfinite(t).all()):  # one pass in the common case; count only on failure
             continue
