@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 import torch
 
 from dwscli.errors import DwsError
+from dwscli.nn.streaming import check_memory, forward_within_memory
 from dwscli.processors.loading import Processor, load_processor
 from dwscli.runtime import resolve_device
 from dwscli.weights.checkpoint import Checkpoint, load_checkpoint
@@ -87,6 +88,7 @@ def load_fitting(
         try:
             checkpoint = load_checkpoint(path)
             check_fits(checkpoint, processor)
+            check_memory(checkpoint.path, processor.model, checkpoint.spec)
         except DwsError as error:
             report(Path(path), error, fail_fast, on_error)
             continue
@@ -129,7 +131,8 @@ def predict_accuracy(
     model = model_processor.model
     with torch.no_grad():
         for chunk in batches(loaded, batch_size):
-            predictions = model(stack(chunk, target))[:, 0].clamp(0.0, 1.0).cpu()
+            predictions = forward_within_memory(model, stack(chunk, target))
+            predictions = predictions[:, 0].clamp(0.0, 1.0).cpu()
             for item, value in zip(chunk, predictions.tolist()):
                 rows[item.index] = {
                     "path": str(item.checkpoint.path),
@@ -222,7 +225,7 @@ def transform_and_write(
     taken: dict[Path, Path] = {}  # destination -> the input written there in this run
     with torch.no_grad():
         for chunk in batches(inputs, batch_size):
-            outputs = model(stack(chunk, device)).to("cpu")
+            outputs = forward_within_memory(model, stack(chunk, device)).to("cpu")
             for row, item in enumerate(chunk):
                 checkpoint = item.checkpoint
                 new = checkpoint.constrain(outputs[row])
