@@ -151,6 +151,17 @@ def builders(args: argparse.Namespace) -> dict:
     return table
 
 
+def to_device(x: object, device: torch.device) -> object:
+    """Move a model input (ours, nfn's or the reference's layout) to ``device``."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
+    if isinstance(x, tuple):
+        return tuple(to_device(part, device) for part in x)
+    if hasattr(x, "map"):  # WeightSpace, nfn's WeightSpaceFeatures
+        return x.map(lambda t: t.to(device))
+    raise TypeError(f"cannot move {type(x).__name__} to {device}")
+
+
 def step(model: nn.Module, x: object, backward: bool) -> None:
     if backward:
         model.zero_grad(set_to_none=True)
@@ -158,6 +169,16 @@ def step(model: nn.Module, x: object, backward: bool) -> None:
     else:
         with torch.no_grad():
             model(x)
+    if x_device(x).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def x_device(x: object) -> torch.device:
+    if isinstance(x, torch.Tensor):
+        return x.device
+    if isinstance(x, tuple):
+        return x_device(x[0])
+    return x.weights[0].device  # type: ignore[attr-defined]
 
 
 def time_models(
@@ -165,8 +186,11 @@ def time_models(
 ) -> dict[str, dict[str, float]]:
     """Median wall time per model for fwd and fwd+bwd, the models alternating run by run."""
     table = builders(args)
+    device = torch.device(args.device)
     built = {name: table[name](layers, args.channels) for name in names}
-    inputs = {name: make(batch) for name, (_, make) in built.items()}
+    for model, _ in built.values():
+        model.to(device)
+    inputs = {name: to_device(make(batch), device) for name, (_, make) in built.items()}
     results: dict[str, dict[str, float]] = {name: {} for name in names}
     for backward in (False, True):
         key = "fwd+bwd" if backward else "fwd"
@@ -181,7 +205,9 @@ def time_models(
                 wall = time.perf_counter() - wall0
                 cpu = time.process_time() - cpu0
                 # Contention check: a run that got much less CPU than its threads is discarded.
-                starved = cpu < 0.6 * wall * min(args.threads, os.cpu_count() or 1)
+                starved = args.device == "cpu" and cpu < 0.6 * wall * min(
+                    args.threads, os.cpu_count() or 1
+                )
                 if wall > 0.02 and starved and not args.allow_busy:
                     continue
                 samples[name].append(wall)
@@ -292,6 +318,7 @@ def main() -> None:
         metavar="DIR",
         help="checkout of github.com/AvivNavon/DWSNets: adds its model, measured in this run",
     )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (peak RSS: cpu only)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     parser.add_argument(
         "--allow-busy",
@@ -309,13 +336,13 @@ def main() -> None:
         return
     print(
         f"# bench_layers: {SPEC}, {args.layers} layers x {args.channels} channels, "
-        f"{args.threads} threads, median of {args.repeats} alternating runs, "
+        f"{args.threads} threads, device {args.device}, median of {args.repeats} alternating runs, "
         f"torch {torch.__version__}"
         + ("" if args.reference else "; reference DWSNets not measured (no --reference DIR)")
     )
     print()
     print_timings(args)
-    if args.no_memory:
+    if args.no_memory or args.device != "cpu":
         return
     print()
     print("| batch | model | peak RSS GB | growth over pre-step RSS GB |")
