@@ -67,9 +67,9 @@ def main() -> None:
             abs(a["predicted_accuracy"] - b["predicted_accuracy"])
             for a, b in zip(rows["cpu"], rows[args.device])
         )
-        for device in ("cpu", args.device):
-            api.adapt(paths, out_dir=work / f"adapted-{device}", device=device)
-        weights = adapted_difference(work / "adapted-cpu", work / f"adapted-{args.device}")
+        for label, device in (("cpu", "cpu"), ("device", args.device)):
+            api.adapt(paths, out_dir=work / f"adapted-{label}", device=device)
+        weights = adapted_difference(work / "adapted-cpu", work / "adapted-device")
         print(f"# device agreement: cpu vs {args.device}, {len(paths)} nets (one {WIDE})")
         print()
         print("| command | max abs difference | tolerance |")
