@@ -122,6 +122,11 @@ task, nets, processor, out_dir, device, batch = sys.argv[2:8]
 from pathlib import Path
 import torch
 from dwscli.processors import run
+try:  # the memory-bounded forward the commands use, where this version has it
+    from dwscli.nn.streaming import forward_within_memory
+except ImportError:
+    def forward_within_memory(model, space):
+        return model(space)
 from dwscli.runtime import resolve_device, tune_allocator
 from dwscli.paths import expand_paths
 tune_allocator()
@@ -137,7 +142,7 @@ model = model_processor.model
 with torch.no_grad():
     for chunk in run.batches(loaded, int(batch)):
         t = time.perf_counter()
-        out = model(run.stack(chunk, target))
+        out = forward_within_memory(model, run.stack(chunk, target))
         out = out.to("cpu") if task == "adapt" else out[:, 0].clamp(0.0, 1.0).cpu().tolist()
         forward += time.perf_counter() - t
         if task == "adapt":

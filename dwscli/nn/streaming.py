@@ -28,8 +28,11 @@ from dwscli.nn.layers import DWSLayer, _amax, _pool
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
 
-#: Feature memory (bytes) that a forward may use before it is split or blocked.
+#: Feature memory (bytes) that one net's plain forward may use before it runs by row blocks.
 DEFAULT_BUDGET_BYTES = 256 * 1024**2
+#: Feature memory (bytes) that a batch's plain forward may use before it is split by size (few
+#: large operations keep two threads busy better than many small ones).
+BATCH_BUDGET_BYTES = 1024**3
 #: A blocked forward's row block holds about this share of the net's own size in features
 #: (its matmul output, activation and residual temporaries come on top, about 4 blocks in all),
 #: and at least _MIN_BLOCK_BYTES.
@@ -118,18 +121,23 @@ def supports_blocking(model: nn.Module) -> bool:
 
 
 def forward_within_memory(
-    model: nn.Module, space: WeightSpace, budget_bytes: int = DEFAULT_BUDGET_BYTES
+    model: nn.Module,
+    space: WeightSpace,
+    budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    batch_budget_bytes: int = BATCH_BUDGET_BYTES,
 ) -> Tensor | WeightSpace:
-    """``model(space)`` (under ``torch.no_grad``), holding at most about ``budget_bytes`` of
-    features: the batch is split into sub-batches that fit, and a single net too wide to fit
-    runs by row blocks (DWSNets; other models run plainly)."""
+    """``model(space)`` (under ``torch.no_grad``) within a memory budget: a batch whose
+    features exceed ``batch_budget_bytes`` runs in sub-batches that fit, and a single net whose
+    features exceed ``budget_bytes`` runs by row blocks (DWSNets; other models run plainly)."""
     if not isinstance(model, nn.Module):
         return model(space)
     per_net = plain_forward_peak_bytes(model, space) // max(1, space.batch_size)
-    if per_net * space.batch_size <= budget_bytes or not supports_blocking(model):
+    batch_budget = max(budget_bytes, batch_budget_bytes)
+    fits = per_net <= budget_bytes and per_net * space.batch_size <= batch_budget
+    if fits or not supports_blocking(model):
         return model(space)
     if per_net <= budget_bytes:  # batch by size
-        step = max(1, budget_bytes // per_net)
+        step = max(1, batch_budget // per_net)
         parts = [model(_slice(space, s, s + step)) for s in range(0, space.batch_size, step)]
         if isinstance(parts[0], Tensor):
             return torch.cat(parts)

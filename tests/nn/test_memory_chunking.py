@@ -89,7 +89,11 @@ def test_forward_within_memory_splits_batches_and_blocks_wide_nets() -> None:
         with torch.no_grad():
             plain = model(space)
             per_net = plain_forward_peak_bytes(model, space) // 5
-            by_size = forward_within_memory(model, space, budget_bytes=2 * per_net)
-            blocked = forward_within_memory(model, space, budget_bytes=per_net // 2)
+            by_size = forward_within_memory(
+                model, space, budget_bytes=2 * per_net, batch_budget_bytes=2 * per_net
+            )
+            blocked = forward_within_memory(
+                model, space, budget_bytes=per_net // 2, batch_budget_bytes=per_net // 2
+            )
         assert _max_diff(by_size, plain) < 1e-12  # sub-batches: the same maps per net
         assert _max_diff(blocked, plain) < 1e-10
