@@ -35,9 +35,11 @@ DEFAULT_BUDGET_BYTES = 256 * 1024**2
 BATCH_BUDGET_BYTES = 1024**3
 #: A blocked forward's row block holds about this share of the net's own size in features
 #: (its matmul output, activation and residual temporaries come on top, about 4 blocks in all),
-#: and at least _MIN_BLOCK_BYTES.
+#: and at least _MIN_BLOCK_BYTES: above glibc's largest mmap threshold (32 MiB), so that a freed
+#: block goes back to the kernel; smaller blocks of varying sizes stay in the heap and fragment
+#: it, and the peak then grows pass after pass.
 _BLOCK_SHARE_OF_NET = 0.5
-_MIN_BLOCK_BYTES = 4 * 1024**2
+_MIN_BLOCK_BYTES = 34 * 1024**2
 _FLOAT_BYTES = 4
 
 
@@ -191,11 +193,8 @@ class BlockedForward:
         self.axes = [layout.axes for layout in layouts]
         self.layouts = layouts
         channels = max(layer.out_channels for layer in self.layers)
-        widest_row = max(
-            (space.weights[t][0].shape[1] for t in range(self.depth) if self.big[t]), default=1
-        )
-        row_bytes = widest_row * channels * _FLOAT_BYTES
-        self.rows_per_block = max(1, block_bytes // row_bytes)
+        self.block_bytes = block_bytes
+        self.channels = channels
         normalized = model.normalizer.normalize(space)
         inputs = normalized.tensors()
         self.inputs = [layout.to_canonical(x) for layout, x in zip(layouts, inputs)]
@@ -292,9 +291,12 @@ class BlockedForward:
         return _Stats(row, x.mean(dim=1), row.mean(dim=1))
 
     def _blocks(self, t: int):
-        rows = self.inputs[t].shape[1]
-        for start in range(0, rows, self.rows_per_block):
-            yield start, min(rows, start + self.rows_per_block)
+        """Row ranges of big tensor t, each about ``block_bytes`` of features (equal sizes
+        across tensors, so freed blocks are reused rather than fragmenting the heap)."""
+        rows, cols = self.inputs[t].shape[1], self.inputs[t].shape[2]
+        step = max(1, self.block_bytes // (cols * self.channels * _FLOAT_BYTES))
+        for start in range(0, rows, step):
+            yield start, min(rows, start + step)
 
     def _through(self, history: list, t: int, start: int, stop: int) -> Tensor:
         """Rows start:stop of big tensor t after every layer in ``history``."""
