@@ -124,7 +124,7 @@ class DWSBlock(nn.Module):
         y = self.act(y)
         if self.drop is not None:
             y = self.drop(y)
-        return x + y if self.residual else y
+        return y.add_into(x) if self.residual else y
 
 
 class _DWSTrunk(nn.Module):

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from dwscli.errors import DwsError
+from dwscli.nn.streaming import forward_within_memory
 from dwscli.processors.loading import Processor
 from dwscli.processors.pipeline import (
     ErrorHandler,
@@ -53,7 +54,8 @@ def predict_accuracy(
     model = model_processor.model
     with torch.no_grad():
         for chunk in chunks(loaded, batch_size):
-            predictions = model(stack(chunk, target))[:, 0].clamp(0.0, 1.0).cpu()
+            predictions = forward_within_memory(model, stack(chunk, target))
+            predictions = predictions[:, 0].clamp(0.0, 1.0).cpu()
             for item, value in zip(chunk, predictions.tolist()):
                 rows[item.index] = {
                     "path": str(item.checkpoint.path),

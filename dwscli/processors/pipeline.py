@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from dwscli.errors import DwsError
+from dwscli.nn.streaming import check_memory, forward_within_memory
 from dwscli.processors.loading import Processor, load_processor
 from dwscli.weights.checkpoint import Checkpoint, load_checkpoint
 from dwscli.weights.space import WeightSpace
@@ -202,6 +203,7 @@ def load_items(
             checkpoint = load_checkpoint(path)
             processor = choose(checkpoint)
             check_fits(checkpoint, processor)
+            check_memory(checkpoint.path, processor.model, checkpoint.spec)
             check_inr_metadata(checkpoint)
             if not force:
                 check_conventions(checkpoint, processor)
@@ -269,7 +271,7 @@ def transform_and_write(
     taken: dict[Path, Path] = {}  # destination -> the input written there in this run
     with torch.no_grad():
         for chunk in chunks(inputs, batch_size):
-            outputs = model(stack(chunk, device)).to("cpu")
+            outputs = forward_within_memory(model, stack(chunk, device)).to("cpu")
             for row, item in enumerate(chunk):
                 checkpoint = item.checkpoint
                 # No Checkpoint.constrain here: a bias predicted for a layer the file stores

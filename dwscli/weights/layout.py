@@ -12,6 +12,7 @@ one-line :class:`DwsError` that names the file and the tensor.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Mapping
@@ -74,6 +75,7 @@ class CheckpointLayout:
         return [i for i, layer in enumerate(self.layers) if layer.bias_key is None]
 
 
+@functools.lru_cache(maxsize=4096)  # the same few keys recur in every file of a run
 def natural_key(text: str) -> tuple[str | int, ...]:
     """Sort key that orders digit runs by value: ``net.2`` < ``net.10``, ``fc2`` < ``fc10``.
 
