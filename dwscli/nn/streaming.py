@@ -196,7 +196,7 @@ class BlockedForward:
         self.block_bytes = block_bytes
         self.channels = channels
         normalized = model.normalizer.normalize(space)
-        inputs = normalized.tensors()
+        inputs = [*normalized.weights, *normalized.biases]  # the layers' W-then-b order
         self.inputs = [layout.to_canonical(x) for layout, x in zip(layouts, inputs)]
 
     # -- per-layer pieces ------------------------------------------------------------------
