@@ -128,6 +128,7 @@ class Trainer:
         self.best_state: dict[str, Tensor] | None = None
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0
+        self.warned_stall = False  # the stalled-loss warning is given once per run
 
     # ------------------------------------------------------------------------------------------
     def evaluate(self, nets: SplitNets, positions: Tensor | None = None) -> dict[str, float]:
@@ -357,7 +358,7 @@ class Trainer:
         """Warn once when the training loss has not moved over the last ``stall_evals``
         validations: a dead model (e.g. a head whose units no longer fire) looks like this."""
         window = self.settings.stall_evals
-        if window is None or getattr(self, "_warned_stall", False):
+        if window is None or self.warned_stall:
             return
         losses = [r["train_loss"] for r in self.history if "val" in r and "train_loss" in r]
         if len(losses) <= window:
@@ -366,7 +367,7 @@ class Trainer:
         spread = max(recent) - min(recent)
         if spread > 1e-3 * max(abs(sum(recent) / len(recent)), 1e-8):
             return
-        self._warned_stall = True
+        self.warned_stall = True
         live = self.history[-1].get("live_head_units")
         units = f"; live head units {live[0]}/{live[1]}" if live else ""
         self.reporter.message(
