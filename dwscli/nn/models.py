@@ -55,6 +55,9 @@ class DWSNetConfig:
     # equivariant models
     residual: bool = True
     output_init_scale: float = 1e-2
+    # learned d_0 x d_0 maps across the input units of W_1 in the output (0: none); see
+    # InputUnitMixing: what "shared" fixed mixing cannot express, at O(d_0^2) parameters
+    input_mixing: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -243,6 +246,30 @@ class InvariantDWSNet(_DWSTrunk):
         return self.head(self.embed(space))
 
 
+class InputUnitMixing(nn.Module):
+    """Learned linear maps across the input units of the first layer's weights.
+
+    A change to a classifier's input domain that is linear in the pixels (rotation, blur,
+    contrast) is undone by a d_0 x d_0 map applied to every row of W_1. In ``shared`` fixed
+    mixing the DWS layers treat the input units as a set (keep or pool, plus a bias per unit),
+    so they cannot express it; ``full`` mixing can, but with O(d_0^2 C^2) parameters per layer.
+    This adds the map at the output only: the trunk's W_1 features ``[B, d_1, d_0, C]`` are
+    projected to ``maps`` channels, each mixed over d_0 by its own matrix, and summed. It acts on
+    the input axis alone, so it commutes with every hidden-neuron permutation. The matrices start
+    at zero, leaving an untrained processor's output unchanged.
+    """
+
+    def __init__(self, d0: int, channels: int, maps: int) -> None:
+        super().__init__()
+        self.select = nn.Linear(channels, maps, bias=False)
+        self.mix = nn.Parameter(torch.zeros(maps, d0, d0))
+
+    def forward(self, first_weights: Tensor) -> Tensor:
+        """``[B, d_1, d_0, C]`` features -> ``[B, d_1, d_0]`` change of W_1 (normalised units)."""
+        selected = self.select(first_weights)  # [B, d_1, d_0, maps]
+        return torch.einsum("bhik,kij->bhj", selected, self.mix)
+
+
 class EquivariantDWSNet(_DWSTrunk):
     """Weights -> weights of the same shape; permuting the input permutes the output alike.
 
@@ -261,8 +288,19 @@ class EquivariantDWSNet(_DWSTrunk):
             for p in self.output.parameters():
                 p.mul_(config.output_init_scale)
 
+        self.input_mixing = (
+            InputUnitMixing(self.fixed.input_dim, config.hidden_channels, config.input_mixing)
+            if config.input_mixing > 0
+            else None
+        )
+
     def forward(self, space: WeightSpace) -> WeightSpace:
-        delta = self.normalizer.denormalize_delta(self.output(self.trunk(space)))
+        features = self.trunk(space)
+        change = self.output(features)
+        if self.input_mixing is not None:
+            mixed = self.input_mixing(features.weights[0])[..., None]
+            change = WSFeatures([change.weights[0] + mixed, *change.weights[1:]], change.biases)
+        delta = self.normalizer.denormalize_delta(change)
         depth = space.spec.depth
         if self.config.residual:
             tensors = [t + d for t, d in zip([*space.weights, *space.biases], delta)]

@@ -64,7 +64,7 @@ def memory_needed_bytes(model: nn.Module, spec: MLPSpec) -> int:
     space_bytes = spec.num_parameters * _FLOAT_BYTES
     channels = max((m.out_channels for m in model.modules() if isinstance(m, DWSLayer)), default=1)
     plain = 4 * spec.num_parameters * channels * _FLOAT_BYTES
-    return 8 * space_bytes + min(plain, DEFAULT_BUDGET_BYTES)
+    return 8 * space_bytes + (min(plain, DEFAULT_BUDGET_BYTES) if blockable(model) else plain)
 
 
 def available_memory_bytes() -> int | None:
@@ -116,10 +116,18 @@ def check_memory(path: Path, model: nn.Module, spec: MLPSpec) -> None:
         )
 
 
-def supports_blocking(model: nn.Module) -> bool:
+def blockable(model: nn.Module) -> bool:
+    """Whether the blocked forward knows every part of ``model``: a DWSNet whose output is the
+    DWS layers' alone (no input-unit mixing, which needs whole rows of the trunk's W_1)."""
     from dwscli.nn.models import EquivariantDWSNet, InvariantDWSNet
 
-    return isinstance(model, (InvariantDWSNet, EquivariantDWSNet)) and not model.training
+    if isinstance(model, EquivariantDWSNet):
+        return model.input_mixing is None
+    return isinstance(model, InvariantDWSNet)
+
+
+def supports_blocking(model: nn.Module) -> bool:
+    return blockable(model) and not model.training
 
 
 def forward_within_memory(

@@ -214,3 +214,43 @@ def test_fused_layer_passes_gradcheck() -> None:
 
     inputs = tuple(t.requires_grad_() for t in x.tensors())
     assert torch.autograd.gradcheck(run, inputs)
+
+
+def _with_random_input_mixing(spec: MLPSpec, mode: str) -> EquivariantDWSNet:
+    config = DWSNetConfig(
+        hidden_channels=6, num_layers=2, fixed_mixing=mode, output_init_scale=1.0, input_mixing=3
+    )
+    model = EquivariantDWSNet(spec, config).eval()
+    assert model.input_mixing is not None
+    with torch.no_grad():
+        model.input_mixing.mix.normal_()
+    return model
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("text", SPECS[:4])
+def test_input_unit_mixing_keeps_the_model_equivariant(text: str, mode: str) -> None:
+    spec = MLPSpec.parse(text)
+    model = _with_random_input_mixing(spec, mode)
+    assert equivariance_error(model, spec, as_space=True) <= TOL
+
+
+def test_input_unit_mixing_starts_as_a_no_op_and_then_mixes_input_units() -> None:
+    """Zero-initialised maps leave the output as without them; non-zero maps change only W_1,
+    and there each entry depends on other input units of its row (a map across d_0)."""
+    spec = MLPSpec.parse("6-5-4-3")
+    config = DWSNetConfig(hidden_channels=4, num_layers=2, fixed_mixing="shared")
+    plain = EquivariantDWSNet(spec, config).eval()
+    mixing = EquivariantDWSNet(spec, DWSNetConfig(**{**config.to_dict(), "input_mixing": 2}))
+    mixing.load_state_dict(plain.state_dict(), strict=False)
+    mixing.eval()
+    space = WeightSpace.random(spec, 3).to(torch.float64)
+    plain.double(), mixing.double()
+    with torch.no_grad():
+        assert torch.equal(mixing(space).flatten(), plain(space).flatten())
+        mixing.input_mixing.mix.normal_()
+        out, before = mixing(space), plain(space)
+    assert not torch.allclose(out.weights[0], before.weights[0])
+    for k in range(1, spec.depth):
+        assert torch.equal(out.weights[k], before.weights[k])
+    assert all(torch.equal(a, b) for a, b in zip(out.biases, before.biases))

@@ -97,3 +97,22 @@ def test_forward_within_memory_splits_batches_and_blocks_wide_nets() -> None:
             )
         assert _max_diff(by_size, plain) < 1e-12  # sub-batches: the same maps per net
         assert _max_diff(blocked, plain) < 1e-10
+
+
+def test_input_unit_mixing_runs_plainly_and_is_counted_unblocked() -> None:
+    """The blocked forward does not know input-unit mixing: such a model runs plainly (same
+    result as calling it), and its memory estimate is the plain forward's."""
+    from dwscli.nn.streaming import blockable, memory_needed_bytes
+
+    spec = MLPSpec.parse(SPECS[0])
+    model = _model("equivariant", spec, fixed_mixing="shared", input_mixing=2)
+    with torch.no_grad():
+        model.input_mixing.mix.normal_()
+    space = _space(spec, batch=2)
+    assert not blockable(model) and blockable(_model("equivariant", spec, fixed_mixing="shared"))
+    with torch.no_grad():
+        plain = model(space)
+        tight = forward_within_memory(model, space, budget_bytes=1, batch_budget_bytes=1)
+    assert _max_diff(tight, plain) == 0
+    blocked_model = _model("equivariant", spec, fixed_mixing="shared")
+    assert memory_needed_bytes(model, spec) >= memory_needed_bytes(blocked_model, spec)

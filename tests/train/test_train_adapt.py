@@ -88,11 +88,28 @@ def corrupted_test_images(zoo: Zoo) -> ImageData:
 
 def test_adapt_training_raises_target_domain_accuracy(adapt_run: TrainResult, da_zoo: Path) -> None:
     test = adapt_run.metrics["test"]
-    assert set(test) == {"adapted_acc", "unadapted_acc", "gain_points", "improved_fraction", "loss"}
+    assert set(test) == {
+        "adapted_acc",
+        "unadapted_acc",
+        "gain_points",
+        "improved_fraction",
+        "clean_adapted_acc",
+        "clean_unadapted_acc",
+        "clean_drop_points",
+        "loss",
+    }
     # the unadapted nets on all 10k corrupted test images: exactly the zoo's own measurement
     zoo = Zoo.open(da_zoo)
     recorded = [r["metrics"]["test_acc_contrast"] for r in zoo.records("test")]
     assert math.isclose(test["unadapted_acc"], sum(recorded) / len(recorded), abs_tol=1e-6)
+    # and on the clean test images, the zoo's own clean test accuracy
+    clean = [r["metrics"]["test_acc"] for r in zoo.records("test")]
+    assert math.isclose(test["clean_unadapted_acc"], sum(clean) / len(clean), abs_tol=1e-6)
+    assert math.isclose(
+        test["clean_drop_points"],
+        100 * (test["clean_unadapted_acc"] - test["clean_adapted_acc"]),
+        abs_tol=1e-6,
+    )
     # contrast is an invertible linear map of the pixels, so the ideal adaptation is linear in
     # the first layer's weights; these settings recover 6-9 of the ~8-10 points lost
     assert test["adapted_acc"] > test["unadapted_acc"] + 0.03, test
@@ -150,6 +167,8 @@ def test_adapt_task_refuses_what_it_cannot_do(da_zoo: Path, tmp_path: Path) -> N
         adapt(adapt.Options(corruption="fog"), zoo)
     with pytest.raises(DwsError, match="images_per_step: must be at least 1"):
         adapt(adapt.Options(images_per_step=0), zoo)
+    with pytest.raises(DwsError, match="clean_weight: must be a number >= 0"):
+        adapt(adapt.Options(clean_weight=-1.0), zoo)
     assert adapt(adapt.Options(), zoo).corruption == "contrast"  # the zoo's eval_corruption
 
 
@@ -183,3 +202,44 @@ def test_committed_configs_validate(da_zoo: Path, path: Path) -> None:
 
         assert parse_corruption(config.task.options.corruption)  # a known target domain
         assert config.model.options.residual
+
+
+def test_clean_weight_adds_the_clean_images_cross_entropy(da_zoo: Path) -> None:
+    """The loss of a step is the target-domain cross-entropy plus ``clean_weight`` times the
+    cross-entropy on the same images uncorrupted, per net."""
+    zoo = Zoo.open(da_zoo)
+    batch = zoo.load("train")
+    adapt = task_class("adapt")
+    plain = adapt(adapt.Options(images_per_step=64, val_images=2000), zoo)
+    mixed = adapt(adapt.Options(images_per_step=64, val_images=2000, clean_weight=0.5), zoo)
+    for task in (plain, mixed):
+        task.start_step(seed=3, epoch=1, step=2)
+    space = batch.space.to(torch.float32)
+    target_loss, clean_loss = plain.loss(space, batch), mixed.loss(space, batch)
+    assert target_loss.shape == (len(batch.ids),)
+
+    images = load_dataset("fashion-mnist", "train")
+    conventions = zoo.conventions
+    rows = plain._rows
+    assert rows is not None and torch.equal(rows, mixed._rows)
+    clean = preprocess(
+        images.float_images()[rows], conventions["pool"], conventions["mean"], conventions["std"]
+    )
+    logits = torch.stack(
+        [
+            torch.nn.functional.relu(torch.nn.functional.relu(clean @ w1.T + b1) @ w2.T + b2) @ w3.T
+            + b3
+            for w1, b1, w2, b2, w3, b3 in zip(
+                space.weights[0],
+                space.biases[0],
+                space.weights[1],
+                space.biases[1],
+                space.weights[2],
+                space.biases[2],
+            )
+        ]
+    )
+    labels = images.labels[rows]
+    by_hand = torch.stack([torch.nn.functional.cross_entropy(lg, labels) for lg in logits])
+    assert torch.allclose(clean_loss - target_loss, 0.5 * by_hand, atol=1e-5)
+    assert not torch.allclose(target_loss, by_hand, atol=1e-3)  # the corruption mattered

@@ -12,7 +12,13 @@ training set is corrupted once (seed :data:`TRAIN_CORRUPTION_SEED`), preprocesse
 them, shared by every net of the step, from ``(seed, epoch, step)`` (:meth:`Task.start_step`), so
 torchrun ranks agree and a resumed run draws the same images.
 
-Evaluation per net: target-domain accuracy of the adapted net and of the unadapted input net.
+With ``clean_weight`` > 0 the loss adds that multiple of the cross-entropy on the *clean* versions
+of the same images, so an adapted net keeps working on the source domain (a user rarely knows
+that every future input is corrupted).
+
+Evaluation per net: target-domain accuracy of the adapted net and of the unadapted input net, and
+the same two on the clean (source-domain) images: ``clean_drop_points`` is how much clean accuracy
+the adaptation cost.
 The images are split like the nets, so that the test number is on images the processor never
 touched, neither in its loss nor in model selection:
 
@@ -57,15 +63,18 @@ class AdaptOptions:
     images_per_step: int = 256  # corrupted training images per step, shared by the step's nets
     eval_images: int | None = None  # corrupted test images the test split is scored on (all)
     val_images: int = 5000  # training images held out of the loss to validate on
+    clean_weight: float = 0.0  # weight of the clean-image cross-entropy in the loss
 
 
 @dataclass
 class DomainImages:
-    """The target-domain images of a run, preprocessed as the zoo's nets expect."""
+    """The target-domain images of a run, preprocessed as the zoo's nets expect, and the same
+    images uncorrupted (``clean``: the source domain), split alike."""
 
     train: ImageData  # the loss draws from these
     val: ImageData  # held out of the loss: validation and the training sample
     test: ImageData  # the test split is scored on these
+    clean: dict[str, ImageData]  # "train" | "val" | "test" -> the uncorrupted images
 
 
 def target_domain(options: AdaptOptions, zoo: Zoo) -> str:
@@ -98,6 +107,9 @@ def check_zoo(zoo: Zoo, options: AdaptOptions) -> None:
         value = getattr(options, key)
         if value is not None and value < 1:
             raise DwsError(f"task.{key}: must be at least 1, got {value}")
+    weight = options.clean_weight
+    if not isinstance(weight, (int, float)) or not 0.0 <= float(weight) < float("inf"):
+        raise DwsError(f"task.clean_weight: must be a number >= 0, got {weight!r}")
 
 
 def load_domain_images(zoo: Zoo, corruption: str, options: AdaptOptions) -> DomainImages:
@@ -114,12 +126,19 @@ def load_domain_images(zoo: Zoo, corruption: str, options: AdaptOptions) -> Doma
     )
     dataset = str(zoo.meta.dataset)
 
-    def domain(split: str, seed: int) -> ImageData:
+    def domain(split: str, seed: int) -> tuple[ImageData, ImageData]:
         images = load_dataset(dataset, split)
-        corrupted = corrupt(images.float_images(), corruption, seed)
-        return ImageData(preprocess(corrupted, pool, mean, std), images.labels)
+        pixels = images.float_images()
+        corrupted = corrupt(pixels, corruption, seed)
+        return (
+            ImageData(preprocess(corrupted, pool, mean, std), images.labels),
+            ImageData(preprocess(pixels, pool, mean, std), images.labels),
+        )
 
-    train, test = domain("train", TRAIN_CORRUPTION_SEED), domain("test", TEST_CORRUPTION_SEED)
+    (train, clean_train), (test, clean_test) = (
+        domain("train", TRAIN_CORRUPTION_SEED),
+        domain("test", TEST_CORRUPTION_SEED),
+    )
     if train.inputs.shape[1] != zoo.spec.input_dim:
         raise DwsError(
             f"{zoo.path}: preprocessed images have {train.inputs.shape[1]} inputs, the zoo's "
@@ -132,11 +151,16 @@ def load_domain_images(zoo: Zoo, corruption: str, options: AdaptOptions) -> Doma
             f"({len(train.labels)} in {dataset})"
         )
     count = len(test.labels) if options.eval_images is None else options.eval_images
-    return DomainImages(
-        train=ImageData(train.inputs[:cut], train.labels[:cut]),
-        val=ImageData(train.inputs[cut:], train.labels[cut:]),
-        test=ImageData(test.inputs[:count], test.labels[:count]),
-    )
+
+    def split(data: ImageData, test_data: ImageData) -> dict[str, ImageData]:
+        return {
+            "train": ImageData(data.inputs[:cut], data.labels[:cut]),
+            "val": ImageData(data.inputs[cut:], data.labels[cut:]),
+            "test": ImageData(test_data.inputs[:count], test_data.labels[:count]),
+        }
+
+    target, clean = split(train, test), split(clean_train, clean_test)
+    return DomainImages(train=target["train"], val=target["val"], test=target["test"], clean=clean)
 
 
 def per_image_loss(space: WeightSpace, inputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -161,6 +185,20 @@ def score_nets(space: WeightSpace, data: ImageData) -> tuple[Tensor, Tensor]:
     return correct / len(data.labels), loss / len(data.labels)
 
 
+def clean_metrics(values: Mapping[str, Tensor]) -> dict[str, float]:
+    """Source-domain accuracy before and after adaptation, and the points adaptation cost there
+    (positive: the adapted net is worse on clean images). Empty for values without them."""
+    if "clean_adapted_acc" not in values:
+        return {}
+    adapted = values["clean_adapted_acc"].double()
+    unadapted = values["clean_unadapted_acc"].double()
+    return {
+        "clean_adapted_acc": float(adapted.mean()),
+        "clean_unadapted_acc": float(unadapted.mean()),
+        "clean_drop_points": float(100.0 * (unadapted - adapted).mean()),
+    }
+
+
 class AdaptTask(Task):
     """Equivariant weights -> weights: adapt classifiers to a corrupted target domain."""
 
@@ -177,7 +215,7 @@ class AdaptTask(Task):
         self.corruption = target_domain(options, zoo)
         self._images: DomainImages | None = None  # loaded on first use (config checks are cheap)
         self._rows: Tensor | None = None  # the current step's training images
-        self._train_on: dict[str, tuple[Tensor, Tensor]] = {}  # training images per device
+        self._train_on: dict[str, tuple[Tensor, Tensor, Tensor]] = {}  # images per device
         self._unadapted: dict[tuple[str, str], float] = {}  # (images, net id) -> accuracy
 
     @property
@@ -199,21 +237,30 @@ class AdaptTask(Task):
         order = torch.randperm(count, generator=generator(seed, "adapt-images", epoch, step))
         self._rows = order[: self.options.images_per_step]
 
-    def _train_images(self, device: torch.device) -> tuple[Tensor, Tensor]:
-        """The training images on ``device`` (copied there once)."""
+    def _train_images(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """Corrupted inputs, labels and clean inputs of the training images on ``device``
+        (copied there once)."""
         key = str(device)
         if key not in self._train_on:
-            data = self.images.train
-            self._train_on[key] = (data.inputs.to(device), data.labels.to(device))
+            data, clean = self.images.train, self.images.clean["train"]
+            self._train_on[key] = (
+                data.inputs.to(device),
+                data.labels.to(device),
+                clean.inputs.to(device),
+            )
         return self._train_on[key]
 
     def loss(self, output: WeightSpace, batch: ZooBatch) -> Tensor:
         if self._rows is None:
             raise DwsError("task adapt: loss() before start_step() drew the step's images")
-        inputs, labels = self._train_images(output.device)
+        inputs, labels, clean_inputs = self._train_images(output.device)
         rows = self._rows.to(output.device)
         image_loss, _ = per_image_loss(output, inputs[rows], labels[rows])
-        return image_loss.mean(1)
+        loss = image_loss.mean(1)
+        if self.options.clean_weight > 0:
+            clean_loss, _ = per_image_loss(output, clean_inputs[rows], labels[rows])
+            loss = loss + self.options.clean_weight * clean_loss.mean(1)
+        return loss
 
     # evaluation ---------------------------------------------------------------------------------
     def _eval_images(self, batch: ZooBatch) -> tuple[str, ImageData]:
@@ -225,7 +272,8 @@ class AdaptTask(Task):
     def _unadapted_accuracy(
         self, batch: ZooBatch, which: str, data: ImageData, device: torch.device
     ) -> Tensor:
-        """Accuracy of the input nets (fixed for a net and images, so computed once)."""
+        """Accuracy of the input nets (fixed for a net and images, so computed once); ``which``
+        names the images (e.g. ``test`` or ``clean-test``)."""
         if any((which, net) not in self._unadapted for net in batch.ids):
             accuracy, _ = score_nets(batch.space.to(device), data)
             self._unadapted.update(
@@ -235,10 +283,15 @@ class AdaptTask(Task):
 
     def evaluate(self, output: WeightSpace, batch: ZooBatch) -> dict[str, Tensor]:
         which, data = self._eval_images(batch)
+        clean = self.images.clean[which]
         adapted, loss = score_nets(output, data)
+        clean_adapted, _ = score_nets(output, clean)
+        device = output.device
         return {
             "adapted_acc": adapted.cpu(),
-            "unadapted_acc": self._unadapted_accuracy(batch, which, data, output.device),
+            "unadapted_acc": self._unadapted_accuracy(batch, which, data, device),
+            "clean_adapted_acc": clean_adapted.cpu(),
+            "clean_unadapted_acc": self._unadapted_accuracy(batch, f"clean-{which}", clean, device),
             "loss": loss.cpu(),
         }
 
@@ -250,6 +303,7 @@ class AdaptTask(Task):
             "unadapted_acc": float(unadapted.mean()),
             "gain_points": float(100.0 * (adapted - unadapted).mean()),
             "improved_fraction": float((adapted > unadapted).double().mean()),
+            **clean_metrics(values),
             "loss": float(values["loss"].double().mean()),
         }
 
