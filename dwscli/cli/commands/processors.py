@@ -41,18 +41,30 @@ def _metrics_text(metrics: dict[str, object]) -> str:
 
 
 def render(cards: list[ProcessorCard]) -> object:
+    """The table; the ``domain`` column (an adapt processor's target domain) only when a listed
+    card has one, so that narrow terminals keep their width for the rest."""
+    columns = ["name", "task", "domain", "input spec", "test metrics", "version"]
     rows = [
-        (
+        [
             card.name,
             card.task,
             card.target_domain or "",
             card.input_spec,
             _metrics_text(card.metrics),
             card.version,
-        )
+        ]
         for card in cards
     ]
-    return make_table(("name", "task", "domain", "input spec", "test metrics", "version"), rows)
+    widest = max(len(row[2]) for row in rows) if rows else 0
+    if not widest:
+        del columns[2]
+        for row in rows:
+            del row[2]
+    return make_table(
+        columns,
+        rows,
+        min_width={"domain": min(widest, 24)},  # a domain reads whole (contrast:0.8)
+    )
 
 
 def processors_command(
