@@ -218,9 +218,19 @@ def permute_checkpoint(
 # processors and equivariance checks
 
 
-def processors() -> list[ProcessorCard]:
-    """The shipped processors (see :mod:`dwscli.processors.registry`)."""
-    return list_processors()
+def processors(task: str | None = None) -> list[ProcessorCard]:
+    """The shipped processors (see :mod:`dwscli.processors.registry`), only those of ``task``
+    when given (``dws processors --task adapt``)."""
+    cards = list_processors()
+    return cards if task is None else [card for card in cards if card.task == task]
+
+
+def adapt_domains() -> dict[str, str]:
+    """``{processor name: target domain}`` of the shipped adapt processors, the domains
+    ``adapt(..., target=…)`` accepts."""
+    from dwscli.processors.registry import adapt_domains as shipped_domains
+
+    return shipped_domains()
 
 
 def check_equivariance(processor: str | None = None, *, seed: int = 0) -> list[dict[str, Any]]:
@@ -453,6 +463,7 @@ def adapt(
     output: PathLike | None = None,
     out_dir: PathLike | None = None,
     processor: str | None = None,
+    target: str | None = None,
     batch_size: int = 1024,
     device: str = "auto",
     force: bool = False,
@@ -461,9 +472,11 @@ def adapt(
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """Adapt classifiers to the processor's target domain and write them (``dws adapt``):
-    rows ``{"input", "output"}``.
+    rows ``{"input", "output"}``. ``target`` picks the shipped processor by its domain
+    (``"rotation"``, ``"contrast:0.8"``; :func:`adapt_domains` lists them).
 
         >>> api.adapt("example:fmnist-mlp", output="adapted.safetensors")  # doctest: +SKIP
+        >>> api.adapt("runs/", target="contrast", out_dir="adapted/")  # doctest: +SKIP
     """
     from dwscli.processors.adapt import adapt as run
 
@@ -472,6 +485,7 @@ def adapt(
         output=_path(output),
         out_dir=_path(out_dir),
         processor=processor,
+        target=target,
         batch_size=batch_size,
         device=device,
         force=force,
@@ -749,6 +763,7 @@ __all__ = [
     "CHECK_INPUTS",
     "PermuteResult",
     "adapt",
+    "adapt_domains",
     "check_equivariance",
     "classifier_preset",
     "classify",

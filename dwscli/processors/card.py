@@ -164,6 +164,7 @@ class ProcessorCard:
             "name": self.name,
             "task": self.task,
             "version": self.version,
+            "target_domain": self.target_domain,
             "input_spec": self.input.spec,
             "metrics": self.metrics,
             "path": None if self.path is None else str(self.path),

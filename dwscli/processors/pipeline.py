@@ -245,9 +245,9 @@ def output_path_for(source: Path, output: Path | None, out_dir: Path | None, cou
 
 def transform_and_write(
     inputs: Sequence[Item],
-    model: Callable[[WeightSpace], WeightSpace],
+    model: Callable[[WeightSpace], WeightSpace] | None,
     destinations: Sequence[Path],
-    provenance: Mapping[str, str],
+    provenance: Mapping[str, str] | Callable[[Processor], Mapping[str, str]],
     *,
     device: torch.device,
     batch_size: int = 1024,
@@ -260,8 +260,10 @@ def transform_and_write(
 ) -> list[dict[str, Any]]:
     """Run a weights -> weights ``model`` over the inputs in stacked batches and write each
     result to ``destinations[input.index]`` (the input's keys, dtypes and metadata, plus
-    ``provenance``). Two inputs bound for one file in the same run are an error for the second
-    (even with ``force``, which only replaces files from before the run). ``written_hook`` sees
+    ``provenance``). When inputs go to different processors, ``model`` is None (each chunk
+    runs its own processor's model) and ``provenance`` a function of the processor. Two inputs
+    bound for one file in the same run are an error for the second (even with ``force``, which
+    only replaces files from before the run). ``written_hook`` sees
     each written input with its new weights. ``out_dir`` (the destinations' directory) is created
     by the first write, so a run that writes nothing leaves none. Rows ``{"input", "output"}``,
     in input order."""
@@ -271,7 +273,11 @@ def transform_and_write(
     taken: dict[Path, Path] = {}  # destination -> the input written there in this run
     with torch.no_grad():
         for chunk in chunks(inputs, batch_size):
-            outputs = forward_within_memory(model, stack(chunk, device)).to("cpu")
+            chunk_model = chunk[0].processor.model if model is None else model
+            outputs = forward_within_memory(chunk_model, stack(chunk, device)).to("cpu")
+            chunk_provenance = (
+                provenance(chunk[0].processor) if callable(provenance) else provenance
+            )
             for row, item in enumerate(chunk):
                 checkpoint = item.checkpoint
                 # No Checkpoint.constrain here: a bias predicted for a layer the file stores
@@ -289,7 +295,7 @@ def transform_and_write(
                         destination,
                         checkpoint,
                         space=new,
-                        provenance=provenance,
+                        provenance=chunk_provenance,
                         force=force,
                         create_parent=out_dir is not None,
                     )

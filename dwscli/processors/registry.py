@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dwscli.errors import DwsError
 from dwscli.processors.card import ProcessorCard, read_card
+from dwscli.processors.domains import Domain, domain_matches, parse_domain, parse_target
 from dwscli.weights.spec import MLPSpec
 
 PROCESSORS_DIR = Path(__file__).resolve().parent
@@ -69,12 +70,99 @@ def default_processor(
     raise DwsError(f"no shipped processor does {wanted}", hint=hint)
 
 
+# ------------------------------------------------------------------------------------------
+# adapt processors by target domain (``dws adapt --target``)
+
+ADAPT_TASK = "adapt"
+
+
+def adapt_domains(directory: str | Path | None = None) -> dict[str, str]:
+    """``{processor name: target_domain as its card writes it}`` of the shipped adapt processors
+    that record a target domain, by name."""
+    return {
+        card.name: card.target_domain
+        for card in list_processors(directory)
+        if card.task == ADAPT_TASK and card.target_domain
+    }
+
+
+def card_domain(card: ProcessorCard) -> Domain:
+    """The card's target domain, severities filled in; a bad one is an error naming the card."""
+    source = str(card.path) if card.path is not None else f"processor {card.name}"
+    if not card.target_domain:
+        raise DwsError(f"{source}: target_domain: the card records no target domain")
+    try:
+        return parse_domain(card.target_domain, fill_defaults=True)
+    except DwsError as error:
+        raise DwsError(f"{source}: target_domain: {error.message}", hint=error.hint) from None
+
+
+def adapt_processors_for(target: str, directory: str | Path | None = None) -> list[ProcessorCard]:
+    """The shipped adapt processors whose target domain is ``target``, the default first, then
+    by name; a one-line error naming the shipped domains when none is.
+
+    ``target`` is a corruption name (aliases and any case accepted), composed with ``+``; a part
+    without a severity matches any severity, a part with one matches that severity only.
+    """
+    wanted = parse_target(target)
+    cards = [c for c in list_processors(directory) if c.task == ADAPT_TASK and c.target_domain]
+    found = [card for card in cards if domain_matches(card_domain(card), wanted)]
+    if not found:
+        shipped = ", ".join(sorted({str(card.target_domain) for card in cards})) or "none"
+        raise DwsError(
+            f"no shipped adapt processor for domain {target!r}; shipped domains: {shipped}",
+            hint="dws processors --task adapt lists them; -p CARD runs one of your own",
+        )
+    return sorted(found, key=lambda card: (not card.is_default_for(ADAPT_TASK), card.name))
+
+
+def preferred_for_spec(cards: list[ProcessorCard], spec: MLPSpec | None) -> ProcessorCard:
+    """Of processors in preference order, the first that accepts ``spec`` (when given and one
+    does), else the first."""
+    if spec is not None:
+        for card in cards:
+            if card.fits(spec):
+                return card
+    return cards[0]
+
+
+def adapt_processor_for(
+    target: str, spec: MLPSpec | None = None, directory: str | Path | None = None
+) -> ProcessorCard:
+    """The shipped adapt processor for domain ``target``: of those that match, the one that
+    accepts networks of ``spec``, then the default, then the first by name."""
+    return preferred_for_spec(adapt_processors_for(target, directory), spec)
+
+
+def check_adapt_domain(card: ProcessorCard, target: str) -> None:
+    """Refuse a processor (named with ``-p``) whose target domain is not ``target``."""
+    wanted = parse_target(target)
+    if not card.target_domain:
+        raise DwsError(
+            f"processor {card.name} records no target domain, so it cannot be checked "
+            f"against {target!r}",
+            hint="drop --target to run it as it is",
+        )
+    if not domain_matches(card_domain(card), wanted):
+        raise DwsError(
+            f"processor {card.name} adapts to {card.target_domain}, not to {target!r}",
+            hint="drop -p to pick the processor by --target, or drop --target",
+        )
+
+
 __all__ = [
+    "ADAPT_TASK",
     "PROCESSORS_DIR",
     "ProcessorCard",
+    "adapt_domains",
+    "adapt_processor_for",
+    "adapt_processors_for",
+    "card_domain",
+    "check_adapt_domain",
     "default_processor",
     "find_processor",
     "fitting_processors",
     "list_processors",
     "load_card",
+    "preferred_for_spec",
 ]

@@ -64,11 +64,24 @@ def predict_accuracy_command(
     finish(out, failures, len(rows))
 
 
+TargetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--target",
+        metavar="DOMAIN",
+        help="Pick the shipped processor by its target domain: a corruption (rotation, noise, "
+        "blur, contrast; compose with +), optionally with its severity (rotation:30). "
+        "'dws processors --task adapt' lists the shipped domains.",
+    ),
+]
+
+
 def adapt_command(
     paths: PathsArgument,
     output: OutputOption = None,
     out_dir: OutDirOption = None,
     processor: ProcessorOption = None,
+    target: TargetOption = None,
     force: ForceOption = False,
     json_output: JsonOption = False,
     batch_size: BatchOption = 1024,
@@ -77,8 +90,9 @@ def adapt_command(
 ) -> None:
     """Adapt classifiers to a new input domain in one forward pass (no retraining, no labels).
 
-    Writes new checkpoints with each input's keys, dtypes and metadata, plus provenance (the
-    processor and its version). Inputs are never overwritten unless --force.
+    The processor is -p, or the shipped one for the domain --target names, or the shipped
+    default. Writes new checkpoints with each input's keys, dtypes and metadata, plus provenance
+    (the processor, its version and target domain). Inputs are never overwritten unless --force.
     """
     from dwscli.api import adapt
     from dwscli.errors import DwsError
@@ -93,6 +107,7 @@ def adapt_command(
         output=Path(output) if output else None,
         out_dir=Path(out_dir) if out_dir else None,
         processor=processor,
+        target=target,
         batch_size=batch_size,
         device=device,
         force=force,
@@ -116,7 +131,9 @@ EXAMPLES = {
     "adapt": (
         "  dws adapt model.safetensors -o model-adapted.safetensors\n\n"
         "  dws adapt 'runs/*.safetensors' --out-dir adapted/\n\n"
-        "  dws adapt example:fmnist-mlp -p fmnist-adapt-contrast -o /tmp/adapted.safetensors"
+        "  dws adapt example:fmnist-mlp -p fmnist-adapt-contrast -o /tmp/adapted.safetensors\n\n"
+        "  dws adapt example:fmnist-mlp --target contrast -o /tmp/adapted.safetensors\n\n"
+        "  dws processors --task adapt   # the shipped target domains"
     ),
 }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,7 +13,10 @@ from dwscli.cli.output import Output, make_table
 if TYPE_CHECKING:
     from dwscli.processors.registry import ProcessorCard
 
-EPILOG = "Examples:\n\n  dws processors\n\n  dws processors --json | jq '.[].name'"
+EPILOG = (
+    "Examples:\n\n  dws processors\n\n  dws processors --task adapt\n\n"
+    "  dws processors --json | jq '.[].name'"
+)
 
 
 def _format(value: object) -> str:
@@ -38,21 +41,49 @@ def _metrics_text(metrics: dict[str, object]) -> str:
 
 
 def render(cards: list[ProcessorCard]) -> object:
+    """The table; the ``domain`` column (an adapt processor's target domain) only when a listed
+    card has one, so that narrow terminals keep their width for the rest."""
+    columns = ["name", "task", "domain", "input spec", "test metrics", "version"]
     rows = [
-        (card.name, card.task, card.input_spec, _metrics_text(card.metrics), card.version)
+        [
+            card.name,
+            card.task,
+            card.target_domain or "",
+            card.input_spec,
+            _metrics_text(card.metrics),
+            card.version,
+        ]
         for card in cards
     ]
-    return make_table(("name", "task", "input spec", "test metrics", "version"), rows)
+    widest = max(len(row[2]) for row in rows) if rows else 0
+    if not widest:
+        del columns[2]
+        for row in rows:
+            del row[2]
+    return make_table(
+        columns,
+        rows,
+        min_width={"domain": min(widest, 24)},  # a domain reads whole (contrast:0.8)
+    )
 
 
-def processors_command(json_output: JsonOption = False) -> None:
-    """List the shipped processors: task, the networks they accept, and measured metrics."""
+def processors_command(
+    json_output: JsonOption = False,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task", metavar="TASK", help="Only processors of TASK (adapt, accuracy, ...)."
+        ),
+    ] = None,
+) -> None:
+    """List the shipped processors: task, target domain (adapt), the networks they accept, and
+    measured metrics."""
     from dwscli.api import processors
 
     out = Output(json_mode=json_output)
-    cards = processors()
+    cards = processors(task=task)
     if not cards:
-        out.message("no processors shipped yet")
+        out.message(f"no {task} processors shipped" if task else "no processors shipped yet")
         if json_output:
             out.emit([])
         return
