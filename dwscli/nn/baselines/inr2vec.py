@@ -10,7 +10,10 @@ concatenated over layers into the net's code.
   weight vector W_1, b_1, …, W_L, b_L, added to the input (residual), as ``mlp`` does. Its last
   layer starts scaled by ``output_init_scale``, so an untrained model is close to the identity.
   The whole net has to pass through the code, which is the point of this baseline: an encoder
-  built for retrieval and classification, asked to edit weights.
+  built for retrieval and classification, asked to edit weights. Each layer's rows are pooled on
+  their own, so reordering one layer's rows alone (a different net) leaves the code unchanged:
+  the decoder cannot tell which neuron an edit belongs to, and learns a per-neuron edit for its
+  training nets only, not for unseen ones.
 
 Pooling over rows makes the code blind to the order of layer i's neurons *as rows*, but a row
 lists the previous layer's neurons in a fixed order, so the model is not invariant to hidden

@@ -40,7 +40,7 @@ class TransformerOptions:
     dim_feedforward: int = 128
     activation: Literal["relu", "gelu"] = "gelu"
     dropout: float = 0.0
-    head_hidden: list[int] = field(default_factory=lambda: [64])
+    head_hidden: list[int] = field(default_factory=lambda: [64])  # invariant tasks
     # normalisation of the pooled features before the head (dwscli.nn.heads): "batch" or "none"
     head_norm: str = "batch"
     output_init_scale: float = 1e-2  # equivariant tasks: start near the identity
