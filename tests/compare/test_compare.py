@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from dwscli.cli.app import app
 from dwscli.compare.plan import load_compare_config, plan_runs
+from dwscli.errors import DwsError
 from dwscli.nn.archs import ARCHS
 
 TINY_DWS = {"hidden_channels": 8, "num_layers": 2, "head_hidden": [16]}
@@ -237,6 +238,52 @@ def test_an_arch_that_cannot_do_the_task_is_refused_before_training(
     result = dws("compare", str(config), "--archs", "dws,equi-only", "-o", str(tmp_path / "o"))
     _one_line_error(result, "arch 'equi-only' cannot do task inr-classify", "invariant model")
     assert not (tmp_path / "o").exists()  # nothing was trained, not even dws
+
+
+#: every arch of the DWSNets paper's domain-adaptation table that has a weights -> weights model
+#: (dws, mlp, mlp-aug, mlp-align, inr2vec, transformer); "no adaptation" is the task's baseline
+PAPER_ADAPTATION_ARCHS = ["dws", "mlp", "mlp-aug", "mlp-align", "inr2vec", "transformer"]
+
+
+def test_the_papers_adaptation_baselines_can_all_do_the_adapt_task(
+    da_zoo: Path, tmp_path: Path
+) -> None:
+    from dwscli.compare.plan import check_model_kinds
+    from dwscli.train.config import TrainConfig
+
+    base = TrainConfig.from_dict(
+        {"name": "da", "task": "adapt", "zoo": str(da_zoo), "output": str(tmp_path)}
+    )
+    check_model_kinds(base, PAPER_ADAPTATION_ARCHS)  # raises for an invariant-only arch
+    with pytest.raises(DwsError, match="arch 'statnn' cannot do task adapt"):
+        check_model_kinds(base, ["statnn"])
+
+
+def test_compare_runs_inr2vec_and_transformer_on_the_adapt_task(
+    da_zoo: Path, tmp_path: Path
+) -> None:
+    """The two baselines that gained an equivariant kind train through ``dws compare`` on
+    domain adaptation and report the adapted classifiers' accuracy."""
+    config = write_config(
+        tmp_path / "c.yaml",
+        da_zoo,
+        task={"name": "adapt", "images_per_step": 64, "val_images": 300, "eval_images": 300},
+        model={"arch": "transformer", "d_model": 16, "num_heads": 2, "dim_feedforward": 32},
+    )
+    out = tmp_path / "o"
+    archs = "inr2vec,transformer"
+    result = dws("compare", str(config), "--archs", archs, "--seeds", "1", "-o", str(out))
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    rows = list(csv.DictReader(io.StringIO((out / "results.csv").read_text())))
+    runs = {r["arch"]: r for r in rows if r["seed"] == "0"}
+    assert {"inr2vec", "transformer"} <= set(runs)
+    for arch in ("inr2vec", "transformer"):
+        card = _card(out, arch, 0)
+        assert card["model"]["kind"] == "equivariant" and runs[arch]["status"] == "trained"
+        accuracy = card["metrics"]["test"]["adapted_acc"]
+        assert 0.0 <= accuracy <= 1.0
+        assert float(runs[arch]["test_adapted_acc"]) == pytest.approx(accuracy)
+    assert _card(out, "transformer", 0)["model"]["config"]["d_model"] == 16
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ name           what                                                         kind
 mlp            MLP on the flattened weights                                  invariant, equivariant
 mlp-aug        the same, trained with random hidden permutations always      invariant, equivariant
 mlp-align      the same, inputs weight-matched to a stored reference net     invariant, equivariant
-inr2vec        per-layer row encoders, max-pooled (inr2vec)                  invariant
-transformer    Transformer over neuron tokens with position embeddings       invariant
+inr2vec        per-layer row encoders, max-pooled (inr2vec)                  invariant, equivariant
+transformer    Transformer over neuron tokens with position embeddings       invariant, equivariant
 nfn-np         NFN layers, all neurons permutable (+ I/O embeddings)         invariant, equivariant
 nfn-hnp        NFN layers, hidden neurons permutable                         invariant, equivariant
 nft            NP mixing + self-attention across each layer's neurons        invariant, equivariant
@@ -76,7 +76,6 @@ BASELINES: tuple[Arch, ...] = (
         build_inr2vec,
         "none",
         "inr2vec-style encoder",
-        kinds=INVARIANT_ONLY,
     ),
     _baseline(
         "transformer",
@@ -84,7 +83,6 @@ BASELINES: tuple[Arch, ...] = (
         build_transformer,
         "none",
         "Transformer over neuron tokens",
-        kinds=INVARIANT_ONLY,
     ),
     _baseline("nfn-np", NPOptions, build_nfn_np, "hidden-permutations", "NFN, NP layers"),
     _baseline("nfn-hnp", HNPOptions, build_nfn_hnp, "hidden-permutations", "NFN, HNP layers"),
