@@ -23,8 +23,8 @@ from dwscli.train.tasks.adapt import TEST_CORRUPTION_SEED, score_nets
 
 GRID: dict[str, list[float]] = {
     "rotation": [15, 20, 25, 30, 35, 40, 45],
-    "gaussian-noise": [0.3, 0.4, 0.5, 0.6, 0.8, 1.0],
-    "blur": [0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0],
+    "gaussian-noise": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0],
+    "blur": [1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0],
     "contrast": [0.5, 0.8],
 }
 

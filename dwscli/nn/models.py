@@ -250,24 +250,30 @@ class InputUnitMixing(nn.Module):
     """Learned linear maps across the input units of the first layer's weights.
 
     A change to a classifier's input domain that is linear in the pixels (rotation, blur,
-    contrast) is undone by a d_0 x d_0 map applied to every row of W_1. In ``shared`` fixed
-    mixing the DWS layers treat the input units as a set (keep or pool, plus a bias per unit),
-    so they cannot express it; ``full`` mixing can, but with O(d_0^2 C^2) parameters per layer.
-    This adds the map at the output only: the trunk's W_1 features ``[B, d_1, d_0, C]`` are
-    projected to ``maps`` channels, each mixed over d_0 by its own matrix, and summed. It acts on
-    the input axis alone, so it commutes with every hidden-neuron permutation. The matrices start
-    at zero, leaving an untrained processor's output unchanged.
+    contrast) is undone by a d_0 x d_0 map applied to every row of W_1, and a shift of the
+    inputs' mean (noise clamped to the pixel range) by a change of b_1 that is a weighted sum of
+    W_1's row. In ``shared`` fixed mixing the DWS layers treat the input units as a set (keep or
+    pool uniformly, plus a bias per unit), so they express neither; ``full`` mixing can, but with
+    O(d_0^2 C^2) parameters per layer. This adds both at the output only: the trunk's W_1
+    features ``[B, d_1, d_0, C]`` are projected to ``maps`` channels; each is mixed over d_0 by
+    its own matrix into W_1's change, and read out over d_0 by its own weight vector into b_1's
+    change. Both act on the input axis alone, so they commute with every hidden-neuron
+    permutation. They start at zero, leaving an untrained processor's output unchanged.
     """
 
     def __init__(self, d0: int, channels: int, maps: int) -> None:
         super().__init__()
         self.select = nn.Linear(channels, maps, bias=False)
         self.mix = nn.Parameter(torch.zeros(maps, d0, d0))
+        self.to_bias = nn.Parameter(torch.zeros(maps, d0))
 
-    def forward(self, first_weights: Tensor) -> Tensor:
-        """``[B, d_1, d_0, C]`` features -> ``[B, d_1, d_0]`` change of W_1 (normalised units)."""
+    def forward(self, first_weights: Tensor) -> tuple[Tensor, Tensor]:
+        """``[B, d_1, d_0, C]`` features -> changes of W_1 ``[B, d_1, d_0]`` and of b_1
+        ``[B, d_1]`` (normalised units)."""
         selected = self.select(first_weights)  # [B, d_1, d_0, maps]
-        return torch.einsum("bhik,kij->bhj", selected, self.mix)
+        weights = torch.einsum("bhik,kij->bhj", selected, self.mix)
+        bias = torch.einsum("bhik,ki->bh", selected, self.to_bias)
+        return weights, bias
 
 
 class EquivariantDWSNet(_DWSTrunk):
@@ -298,8 +304,11 @@ class EquivariantDWSNet(_DWSTrunk):
         features = self.trunk(space)
         change = self.output(features)
         if self.input_mixing is not None:
-            mixed = self.input_mixing(features.weights[0])[..., None]
-            change = WSFeatures([change.weights[0] + mixed, *change.weights[1:]], change.biases)
+            weights, bias = self.input_mixing(features.weights[0])
+            change = WSFeatures(
+                [change.weights[0] + weights[..., None], *change.weights[1:]],
+                [change.biases[0] + bias[..., None], *change.biases[1:]],
+            )
         delta = self.normalizer.denormalize_delta(change)
         depth = space.spec.depth
         if self.config.residual:

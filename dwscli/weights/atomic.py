@@ -86,8 +86,8 @@ def make_out_dir(directory: Path) -> None:
 
 
 # Temporary files are named .<target name>.dws-<host>-<pid>-<random>.tmp: a run killed with
-# SIGKILL cannot remove its own, so the next write of the same target removes those whose
-# process (on this host) is gone. The target name is cut so the whole name stays short.
+# SIGKILL cannot remove its own, so a later run's first write into the same directory removes
+# those whose process (on this host) is gone. The target name is cut so the whole name stays short.
 _TEMP_NAME = re.compile(r"\.dws-(?P<host>[^-]*)-(?P<pid>\d+)-[^.]*\.tmp$")
 
 
@@ -111,17 +111,33 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+#: Directories this process has already cleared of stale temporaries (see below).
+_cleared_directories: set[str] = set()
+
+
 def remove_stale_temporaries(target: Path) -> list[Path]:
-    """Remove temporaries of ``target`` left by killed dws runs on this host; returns them."""
+    """Remove the temporaries that killed dws runs on this host left in ``target``'s directory;
+    returns them.
+
+    A directory is scanned once per process, at its first write, for the temporaries of every
+    target: whatever a dead process left there is garbage, and a process's own temporaries are
+    never stale while it runs. Scanning once matters for ``--out-dir`` runs: one scan per file
+    would cost time quadratic in the number of files.
+    """
     removed: list[Path] = []
-    prefix = _temporary_prefix(target)
+    directory = os.path.abspath(target.parent)
+    if directory in _cleared_directories:
+        return removed
+    host = _host()
     try:
-        candidates = [p for p in target.parent.iterdir() if p.name.startswith(prefix)]
+        with os.scandir(directory) as entries:
+            candidates = [Path(e.path) for e in entries if e.name.startswith(".")]
     except OSError:
         return removed
+    _cleared_directories.add(directory)
     for candidate in candidates:
         match = _TEMP_NAME.search(candidate.name)
-        if match is None or match["host"] != _host() or _process_alive(int(match["pid"])):
+        if match is None or match["host"] != host or _process_alive(int(match["pid"])):
             continue
         with contextlib.suppress(OSError):
             candidate.unlink()

@@ -224,6 +224,7 @@ def _with_random_input_mixing(spec: MLPSpec, mode: str) -> EquivariantDWSNet:
     assert model.input_mixing is not None
     with torch.no_grad():
         model.input_mixing.mix.normal_()
+        model.input_mixing.to_bias.normal_()
     return model
 
 
@@ -235,9 +236,9 @@ def test_input_unit_mixing_keeps_the_model_equivariant(text: str, mode: str) -> 
     assert equivariance_error(model, spec, as_space=True) <= TOL
 
 
-def test_input_unit_mixing_starts_as_a_no_op_and_then_mixes_input_units() -> None:
-    """Zero-initialised maps leave the output as without them; non-zero maps change only W_1,
-    and there each entry depends on other input units of its row (a map across d_0)."""
+def test_input_unit_mixing_starts_as_a_no_op_and_then_changes_only_the_first_layer() -> None:
+    """Zero-initialised maps leave the output as without them; non-zero mixing matrices change
+    only W_1, and non-zero bias read-outs only b_1."""
     spec = MLPSpec.parse("6-5-4-3")
     config = DWSNetConfig(hidden_channels=4, num_layers=2, fixed_mixing="shared")
     plain = EquivariantDWSNet(spec, config).eval()
@@ -247,10 +248,18 @@ def test_input_unit_mixing_starts_as_a_no_op_and_then_mixes_input_units() -> Non
     space = WeightSpace.random(spec, 3).to(torch.float64)
     plain.double(), mixing.double()
     with torch.no_grad():
-        assert torch.equal(mixing(space).flatten(), plain(space).flatten())
+        before = plain(space)
+        assert torch.equal(mixing(space).flatten(), before.flatten())
         mixing.input_mixing.mix.normal_()
-        out, before = mixing(space), plain(space)
-    assert not torch.allclose(out.weights[0], before.weights[0])
-    for k in range(1, spec.depth):
-        assert torch.equal(out.weights[k], before.weights[k])
-    assert all(torch.equal(a, b) for a, b in zip(out.biases, before.biases))
+        mixed = mixing(space)
+        mixing.input_mixing.mix.zero_()
+        mixing.input_mixing.to_bias.normal_()
+        read_out = mixing(space)
+    assert not torch.allclose(mixed.weights[0], before.weights[0])
+    assert not torch.allclose(read_out.biases[0], before.biases[0])
+    assert torch.equal(mixed.biases[0], before.biases[0])
+    assert torch.equal(read_out.weights[0], before.weights[0])
+    for out in (mixed, read_out):
+        for k in range(1, spec.depth):
+            assert torch.equal(out.weights[k], before.weights[k])
+            assert torch.equal(out.biases[k], before.biases[k])

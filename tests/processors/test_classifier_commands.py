@@ -221,6 +221,36 @@ def test_shipped_adapt_processor_recovers_the_example_on_its_target_domain(tmp_p
     assert after > before + 0.10, (before, after)  # at least +10 points, on one real net
 
 
+SHIPPED_ADAPT_CARDS = sorted(
+    path
+    for path in (Path(__file__).parents[2] / "dwscli/processors").glob("*.yaml")
+    if yaml.safe_load(path.read_text())["task"] == "adapt"
+)
+
+
+@pytest.mark.parametrize("card", SHIPPED_ADAPT_CARDS, ids=lambda p: p.stem)
+def test_every_shipped_domain_adapts_the_example_through_target(card: Path, tmp_path, capfd):
+    """``dws adapt --target DOMAIN`` picks each shipped adapt processor by its domain, and the
+    adapted example gains on that domain's corrupted test images. Processors trained with a
+    clean-image term must also keep the example's clean accuracy."""
+    from dwscli.examples import example_path
+
+    data = yaml.safe_load(card.read_text())
+    domain = data["target_domain"]
+    out = tmp_path / "adapted.safetensors"
+    code, _, err = _run(["adapt", "example:fmnist-mlp", "--target", domain, "-o", str(out)], capfd)
+    assert code == 0, err
+    adapted = load_checkpoint(out)
+    assert adapted.metadata["dws.target_domain"] == domain
+    assert adapted.metadata["dws.processor"] == data["name"]
+    source = example_path("fmnist-mlp")
+    before, after = _target_accuracy(source, domain), _target_accuracy(out, domain)
+    assert after > before + 0.10, (domain, before, after)  # at least +10 points, on one real net
+    if (data["training"]["config"]["task"] or {}).get("clean_weight"):
+        clean_before, clean_after = _target_accuracy(source, "none"), _target_accuracy(out, "none")
+        assert clean_after > clean_before - 0.05, (domain, clean_before, clean_after)
+
+
 def test_shipped_accuracy_processor_is_close_on_the_example(capfd) -> None:
     from dwscli.examples import example_path
 

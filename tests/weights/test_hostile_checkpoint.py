@@ -215,6 +215,34 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None
     assert target.read_bytes() == b"data"
 
 
+def test_a_directory_is_cleared_of_stale_temporaries_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first write into a directory removes every target's stale temporaries there; later
+    writes into it do not list it again (an --out-dir run of n files would list it n times)."""
+    from dwscli.weights import atomic
+
+    other = tmp_path / f"{atomic._temporary_prefix(tmp_path / 'b.safetensors')}999999999-x.tmp"
+    other.write_bytes(b"x")
+    listed: list[str] = []
+    scandir = os.scandir
+
+    def counting_scandir(path):
+        listed.append(str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(atomic.os, "scandir", counting_scandir)
+    for name in ("a", "c", "d"):
+        atomic.atomic_write_bytes(tmp_path / f"{name}.safetensors", name.encode())
+    assert not other.exists()
+    assert listed == [str(tmp_path)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.safetensors",
+        "c.safetensors",
+        "d.safetensors",
+    ]
+
+
 def test_embeddings_npy_refuses_line_breaks_before_writing(tmp_path: Path) -> None:
     import numpy as np
 
