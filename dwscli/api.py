@@ -221,6 +221,10 @@ def permute_checkpoint(
 def processors(task: str | None = None) -> list[ProcessorCard]:
     """The shipped processors (see :mod:`dwscli.processors.registry`), only those of ``task``
     when given (``dws processors --task adapt``)."""
+    from dwscli.processors.card import TASK_NAMES
+
+    if task is not None and task not in TASK_NAMES:
+        raise DwsError(f"unknown task {task!r}; choose one of {', '.join(TASK_NAMES)}")
     cards = list_processors()
     return cards if task is None else [card for card in cards if card.task == task]
 

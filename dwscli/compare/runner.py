@@ -70,9 +70,23 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+#: Options added after runs were saved, and what a saved config without them was trained with:
+#: a finished run still counts when the current value is that one. (Heads were not normalised
+#: before ``head_norm`` existed, so its absence means ``none``, not today's default.)
+ABSENT_MEANS: dict[str, Any] = {
+    "model.head_norm": "none",
+    "model.input_mixing": 0,
+    "model.output_init_scale": 0.01,
+    "task.clean_weight": 0.0,
+}
+
+
 def config_matches(saved: Mapping[str, Any], config: TrainConfig) -> bool:
-    """Whether a card's ``training.config`` is ``config`` (apart from :data:`IGNORED_KEYS`)."""
+    """Whether a card's ``training.config`` is ``config`` (apart from :data:`IGNORED_KEYS`;
+    options the saved config predates count as :data:`ABSENT_MEANS` says)."""
     a, b = _flatten(saved), _flatten(plain(config.to_dict()))
+    for key in ABSENT_MEANS.keys() & (set(b) - set(a)):
+        a[key] = ABSENT_MEANS[key]
     return all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in IGNORED_KEYS)
 
 

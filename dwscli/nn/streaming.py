@@ -137,16 +137,18 @@ def forward_within_memory(
     batch_budget_bytes: int = BATCH_BUDGET_BYTES,
 ) -> Tensor | WeightSpace:
     """``model(space)`` (under ``torch.no_grad``) within a memory budget: a batch whose
-    features exceed ``batch_budget_bytes`` runs in sub-batches that fit, and a single net whose
-    features exceed ``budget_bytes`` runs by row blocks (DWSNets; other models run plainly)."""
+    features exceed ``batch_budget_bytes`` runs in sub-batches that fit (any model: in eval mode
+    nets do not interact), and a single net whose features exceed ``budget_bytes`` runs by row
+    blocks (DWSNets that :func:`blockable` accepts; other models run it plainly, one net at a
+    time)."""
     if not isinstance(model, nn.Module):
         return model(space)
     per_net = plain_forward_peak_bytes(model, space) // max(1, space.batch_size)
     batch_budget = max(budget_bytes, batch_budget_bytes)
     fits = per_net <= budget_bytes and per_net * space.batch_size <= batch_budget
-    if fits or not supports_blocking(model):
+    if fits:
         return model(space)
-    if per_net <= budget_bytes:  # batch by size
+    if per_net <= budget_bytes or not supports_blocking(model):  # batch by size
         step = max(1, batch_budget // per_net)
         parts = [model(_slice(space, s, s + step)) for s in range(0, space.batch_size, step)]
         if isinstance(parts[0], Tensor):

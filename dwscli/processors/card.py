@@ -45,6 +45,10 @@ from dwscli.weights.spec import MLPSpec
 
 ModelKind = Literal["invariant", "equivariant"]
 
+#: The training tasks a processor can come from (``dwscli.train.tasks.TASKS``, which a test
+#: keeps equal to this), listed here so that reading cards does not import torch.
+TASK_NAMES = ("accuracy", "adapt", "embed", "inr-classify", "inr-edit")
+
 #: The order of a card's keys on disk.
 KEY_ORDER = (
     "name",

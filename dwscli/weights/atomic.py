@@ -122,7 +122,9 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
     A directory is scanned once per process, at its first write, for the temporaries of every
     target: whatever a dead process left there is garbage, and a process's own temporaries are
     never stale while it runs. Scanning once matters for ``--out-dir`` runs: one scan per file
-    would cost time quadratic in the number of files.
+    would cost time quadratic in the number of files. The price: in a long-lived process, what
+    runs killed *after* its first write into a directory leave there waits for the next process
+    that writes there.
     """
     removed: list[Path] = []
     directory = os.path.abspath(target.parent)

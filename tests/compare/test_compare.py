@@ -490,3 +490,37 @@ def test_committed_compare_configs_plan(
     )
     assert [r.arch for r in runs] == list(section.archs)
     assert all(r.config.task.name == base.task.name for r in runs)
+
+
+def test_finished_runs_saved_before_an_option_existed_still_count_when_it_is_at_its_old_value(
+    tmp_path: Path,
+) -> None:
+    """A saved config that predates an option matches when the option's current value is what
+    its absence meant (input-unit mixing off, no clean-image loss), and not otherwise; a saved
+    config without ``head_norm`` means un-normalised heads, so today's default does not match."""
+    from dwscli.compare.runner import config_matches
+    from dwscli.train import TrainConfig
+
+    def config(model: dict[str, Any], task: dict[str, Any]) -> TrainConfig:
+        return TrainConfig.from_dict(
+            {
+                "name": "run",
+                "task": {"name": "adapt", **task},
+                "zoo": str(tmp_path / "zoo"),
+                "output": str(tmp_path / "out"),
+                "model": {"arch": "dws", **model},
+                "train": {"epochs": 1},
+            }
+        )
+
+    (tmp_path / "zoo").mkdir()
+    (tmp_path / "zoo" / "zoo.json").write_text("{}")  # the config only checks that it exists
+    current = config({}, {})
+    saved = json.loads(json.dumps(current.to_dict()))
+    del saved["model"]["input_mixing"], saved["task"]["clean_weight"]
+    assert config_matches(saved, current)
+    assert not config_matches(saved, config({"input_mixing": 4}, {}))
+    assert not config_matches(saved, config({}, {"clean_weight": 1.0}))
+    del saved["model"]["head_norm"]
+    assert not config_matches(saved, current)  # absent: "none"; today's default: "batch"
+    assert config_matches(saved, config({"head_norm": "none"}, {}))

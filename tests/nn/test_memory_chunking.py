@@ -99,20 +99,29 @@ def test_forward_within_memory_splits_batches_and_blocks_wide_nets() -> None:
         assert _max_diff(blocked, plain) < 1e-10
 
 
-def test_input_unit_mixing_runs_plainly_and_is_counted_unblocked() -> None:
-    """The blocked forward does not know input-unit mixing: such a model runs plainly (same
-    result as calling it), and its memory estimate is the plain forward's."""
+def test_input_unit_mixing_runs_in_sub_batches_and_is_counted_unblocked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The blocked forward does not know input-unit mixing: over the budget, such a model runs
+    one net at a time (same result as calling it on the batch), and its memory estimate is the
+    plain forward's, not capped at the blocked forward's budget."""
+    from dwscli.nn import streaming
     from dwscli.nn.streaming import blockable, memory_needed_bytes
 
     spec = MLPSpec.parse(SPECS[0])
     model = _model("equivariant", spec, fixed_mixing="shared", input_mixing=2)
     with torch.no_grad():
         model.input_mixing.mix.normal_()
-    space = _space(spec, batch=2)
-    assert not blockable(model) and blockable(_model("equivariant", spec, fixed_mixing="shared"))
+        model.input_mixing.to_bias.normal_()
+    space = _space(spec, batch=3)
+    blockable_model = _model("equivariant", spec, fixed_mixing="shared")
+    assert not blockable(model) and blockable(blockable_model)
+    calls: list[int] = []
+    model.register_forward_pre_hook(lambda _, args: calls.append(args[0].batch_size))
     with torch.no_grad():
         plain = model(space)
         tight = forward_within_memory(model, space, budget_bytes=1, batch_budget_bytes=1)
-    assert _max_diff(tight, plain) == 0
-    blocked_model = _model("equivariant", spec, fixed_mixing="shared")
-    assert memory_needed_bytes(model, spec) >= memory_needed_bytes(blocked_model, spec)
+    assert calls == [3, 1, 1, 1]
+    assert _max_diff(tight, plain) < 1e-12
+    monkeypatch.setattr(streaming, "DEFAULT_BUDGET_BYTES", 1)
+    assert memory_needed_bytes(model, spec) > memory_needed_bytes(blockable_model, spec)

@@ -338,3 +338,15 @@ def test_target_contrast_gives_what_the_named_processor_gives(tmp_path: Path) ->
         )
         assert all(torch.equal(a, b) for a, b in zip(reference.space.biases, adapted.space.biases))
     assert api.adapt_domains()[CONTRAST] == "contrast:0.8"
+
+
+def test_processors_refuses_an_unknown_task() -> None:
+    """A misspelt task is an error naming the tasks, not an empty listing."""
+    assert_one_line_error(dws("processors", "--task", "adpat"), "unknown task 'adpat'", "adapt")
+
+
+def test_card_task_names_are_the_trainers_tasks() -> None:
+    from dwscli.processors.card import TASK_NAMES
+    from dwscli.train.tasks import TASKS
+
+    assert sorted(TASK_NAMES) == sorted(TASKS)

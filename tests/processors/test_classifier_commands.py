@@ -245,7 +245,8 @@ def test_every_shipped_domain_adapts_the_example_through_target(card: Path, tmp_
     assert adapted.metadata["dws.processor"] == data["name"]
     source = example_path("fmnist-mlp")
     before, after = _target_accuracy(source, domain), _target_accuracy(out, domain)
-    assert after > before + 0.10, (domain, before, after)  # at least +10 points, on one real net
+    # on this one real net, at least half the mean gain the card measured on the zoo's test nets
+    assert after - before > 0.5 * data["metrics"]["test"]["gain_points"] / 100, (before, after)
     if (data["training"]["config"]["task"] or {}).get("clean_weight"):
         clean_before, clean_after = _target_accuracy(source, "none"), _target_accuracy(out, "none")
         assert clean_after > clean_before - 0.05, (domain, clean_before, clean_after)

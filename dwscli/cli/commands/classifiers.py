@@ -70,8 +70,8 @@ TargetOption = Annotated[
         "--target",
         metavar="DOMAIN",
         help="Pick the shipped processor by its target domain: a corruption (rotation, noise, "
-        "blur, contrast; compose with +), optionally with its severity (rotation:30). "
-        "'dws processors --task adapt' lists the shipped domains.",
+        "blur, contrast; compose with +); a bare name matches any severity, 'rotation:25' only "
+        "that one. 'dws processors --task adapt' lists the shipped domains.",
     ),
 ]
 

@@ -215,7 +215,7 @@ class AdaptTask(Task):
         self.corruption = target_domain(options, zoo)
         self._images: DomainImages | None = None  # loaded on first use (config checks are cheap)
         self._rows: Tensor | None = None  # the current step's training images
-        self._train_on: dict[str, tuple[Tensor, Tensor, Tensor]] = {}  # images per device
+        self._train_on: dict[str, tuple[Tensor, Tensor, Tensor | None]] = {}  # per device
         self._unadapted: dict[tuple[str, str], float] = {}  # (images, net id) -> accuracy
 
     @property
@@ -237,16 +237,16 @@ class AdaptTask(Task):
         order = torch.randperm(count, generator=generator(seed, "adapt-images", epoch, step))
         self._rows = order[: self.options.images_per_step]
 
-    def _train_images(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-        """Corrupted inputs, labels and clean inputs of the training images on ``device``
-        (copied there once)."""
+    def _train_images(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Corrupted inputs, labels and (when the loss uses them) clean inputs of the training
+        images on ``device`` (copied there once)."""
         key = str(device)
         if key not in self._train_on:
             data, clean = self.images.train, self.images.clean["train"]
             self._train_on[key] = (
                 data.inputs.to(device),
                 data.labels.to(device),
-                clean.inputs.to(device),
+                clean.inputs.to(device) if self.options.clean_weight > 0 else None,
             )
         return self._train_on[key]
 
@@ -257,7 +257,7 @@ class AdaptTask(Task):
         rows = self._rows.to(output.device)
         image_loss, _ = per_image_loss(output, inputs[rows], labels[rows])
         loss = image_loss.mean(1)
-        if self.options.clean_weight > 0:
+        if clean_inputs is not None:
             clean_loss, _ = per_image_loss(output, clean_inputs[rows], labels[rows])
             loss = loss + self.options.clean_weight * clean_loss.mean(1)
         return loss
