@@ -117,13 +117,11 @@ def check_memory(path: Path, model: nn.Module, spec: MLPSpec) -> None:
 
 
 def blockable(model: nn.Module) -> bool:
-    """Whether the blocked forward knows every part of ``model``: a DWSNet whose output is the
-    DWS layers' alone (no input-unit mixing, which needs whole rows of the trunk's W_1)."""
+    """Whether the blocked forward can run ``model``: the DWSNets (input-unit mixing included;
+    baselines run plainly)."""
     from dwscli.nn.models import EquivariantDWSNet, InvariantDWSNet
 
-    if isinstance(model, EquivariantDWSNet):
-        return model.input_mixing is None
-    return isinstance(model, InvariantDWSNet)
+    return isinstance(model, (InvariantDWSNet, EquivariantDWSNet))
 
 
 def supports_blocking(model: nn.Module) -> bool:
@@ -311,12 +309,17 @@ class BlockedForward:
     def _through(self, history: list, t: int, start: int, stop: int) -> Tensor:
         """Rows start:stop of big tensor t after every layer in ``history``."""
         x = self.inputs[t][:, start:stop]
-        for k, (_, big_weight, big_terms) in enumerate(history):
-            y = torch.matmul(x, big_weight[t].t())
-            for term in big_terms[t]:
-                y += term[:, start:stop] if term.shape[1] != 1 else term
-            x = self._pointwise(k, t, x, y)
+        for k, entry in enumerate(history):
+            x = self._layer(k, entry, t, x, start, stop)
         return x
+
+    def _layer(self, k: int, entry: tuple, t: int, x: Tensor, start: int, stop: int) -> Tensor:
+        """Layer k (its ``history`` entry) on rows start:stop of big tensor t."""
+        _, big_weight, big_terms = entry
+        y = torch.matmul(x, big_weight[t].t())
+        for term in big_terms[t]:
+            y += term[:, start:stop] if term.shape[1] != 1 else term
+        return self._pointwise(k, t, x, y)
 
     def _pass(self, history: list, *, want_max: bool) -> list[_Stats | None]:
         """Statistics of every big tensor after the layers in ``history``."""
@@ -389,20 +392,41 @@ class BlockedForward:
         return model.head(pooled)
 
     def _equivariant_output(self, history: list, small: list) -> WeightSpace:
-        """The output layer's change, written block by block into the output weights."""
+        """The output layer's change, written block by block into the output weights.
+
+        Input-unit mixing (W_1 and b_1 only) is row-local: the change of row h of W_1 and of
+        b_1[h] depends on row h of the trunk's W_1 features alone, so it is added block by block
+        beside the output layer's change."""
         model = self.model
+        mixing = model.input_mixing
         fixed = self.layers[0].fixed
         space = self.space
         tensors = [*space.weights, *space.biases]
         result: list[Tensor] = []
+        bias_change: Tensor | None = None  # of b_1, from the input-unit mixing of W_1's rows
         for t, layout in enumerate(self.layouts):
             if not self.big[t]:
-                out = layout.from_canonical(small[t], fixed)[..., 0] * model.normalizer.std[t]
+                out = layout.from_canonical(small[t], fixed)[..., 0]
+                if mixing is not None and t == 0:  # trunk features: the output layer's input
+                    change, bias_change = mixing(layout.from_canonical(history[-1][0][0], fixed))
+                    out = out + change
             else:
                 out = torch.empty_like(self.inputs[t][..., 0])
+                if mixing is not None and t == 0:
+                    bias_change = out.new_empty(out.shape[:2])
                 for start, stop in self._blocks(t):
-                    out[:, start:stop] = self._through(history, t, start, stop)[..., 0]
-                out.mul_(model.normalizer.std[t])
+                    if mixing is not None and t == 0:
+                        trunk = self._through(history[:-1], t, start, stop)
+                        last = len(history) - 1
+                        block = self._layer(last, history[-1], t, trunk, start, stop)[..., 0]
+                        change, bias_change[:, start:stop] = mixing(trunk)  # type: ignore[index]
+                        out[:, start:stop] = block + change
+                    else:
+                        out[:, start:stop] = self._through(history, t, start, stop)[..., 0]
+            if t == self.depth and bias_change is not None:  # b_1
+                out = out + bias_change
+            std = model.normalizer.std[t]
+            out = out.mul_(std) if self.big[t] else out * std  # big ones: no second copy
             # in place: the change becomes the output weights without another full copy
             result.append(
                 out.add_(tensors[t] if model.config.residual else model.normalizer.mean[t])
