@@ -381,17 +381,23 @@ class InvariantPooling(nn.Module):
         pieces = []
         # layouts are W_1..W_L then b_1..b_L; the pooled vector keeps that order
         for layout, t in zip(self.layouts, [*features.weights, *features.biases]):
-            x = layout.to_canonical(t)  # [B, *hidden axes, C * folded]
-            dims = list(range(1, 1 + len(layout.axes)))
-            if self.fixed_mixing == "shared" and layout.fold_size > 1:
-                x = x.reshape(*x.shape[:-1], layout.fold_size, -1)
-                dims.append(x.dim() - 2)
-            mean = x.mean(dim=dims) if dims else x
-            pieces.append(mean.reshape(mean.shape[0], -1))
-            if self.stats == "mean+max":
-                if torch.is_grad_enabled() and x.requires_grad:
-                    peak = x.amax(dim=dims) if dims else x  # ties share the gradient as before
-                else:
-                    peak = _amax(x, dims)
-                pieces.append(peak.reshape(peak.shape[0], -1))
+            pieces += self.pool_tensor(layout, t)
         return torch.cat(pieces, dim=1)
+
+    def pool_tensor(self, layout: _TensorLayout, t: Tensor) -> list[Tensor]:
+        """The pooled pieces ``[B, n]`` (mean, and max with ``mean+max``) of one tensor in its
+        natural layout ``[B, *sets, C]``."""
+        x = layout.to_canonical(t)  # [B, *hidden axes, C * folded]
+        dims = list(range(1, 1 + len(layout.axes)))
+        if self.fixed_mixing == "shared" and layout.fold_size > 1:
+            x = x.reshape(*x.shape[:-1], layout.fold_size, -1)
+            dims.append(x.dim() - 2)
+        mean = x.mean(dim=dims) if dims else x
+        pieces = [mean.reshape(mean.shape[0], -1)]
+        if self.stats == "mean+max":
+            if torch.is_grad_enabled() and x.requires_grad:
+                peak = x.amax(dim=dims) if dims else x  # ties share the gradient as before
+            else:
+                peak = _amax(x, dims)
+            pieces.append(peak.reshape(peak.shape[0], -1))
+        return pieces

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from dwscli.errors import DwsError
 from dwscli.nn.fused import _broadcast_shape
-from dwscli.nn.layers import DWSLayer, _amax, _pool
+from dwscli.nn.layers import DWSLayer, _pool
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
 
@@ -357,17 +357,7 @@ class BlockedForward:
         pieces = []
         for t, layout in enumerate(pool.layouts):  # "full"-mode layouts, as the pooling uses
             if not self.big[t]:
-                x = self.layouts[t].from_canonical(small[t], fixed)
-                x = layout.to_canonical(x)
-                dims = list(range(1, 1 + len(layout.axes)))
-                if pool.fixed_mixing == "shared" and layout.fold_size > 1:
-                    x = x.reshape(*x.shape[:-1], layout.fold_size, -1)
-                    dims.append(x.dim() - 2)
-                mean = x.mean(dim=dims) if dims else x
-                pieces.append(mean.reshape(mean.shape[0], -1))
-                if pool.stats == "mean+max":
-                    peak = _amax(x, dims)
-                    pieces.append(peak.reshape(peak.shape[0], -1))
+                pieces += pool.pool_tensor(layout, self.layouts[t].from_canonical(small[t], fixed))
                 continue
             s: _Stats = stats[t]
             row_set, col_set = self.axes[t]
