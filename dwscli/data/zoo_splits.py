@@ -109,7 +109,8 @@ def split_by_source(
         if train_f + val_f <= 0:
             raise DwsError("split fractions give nothing to train and val")
         rest = {k: v for k, v in groups.items() if k not in official_test}
-        parts = _divide(rest, (train_f, val_f), ("train", "val"), seed)
+        kept = train_f + val_f
+        parts = _divide(rest, (train_f / kept, val_f / kept), ("train", "val"), seed)
         test_ids = {i for k in official_test for i in groups[k]}
         parts["test"] = [str(r["id"]) for r in records if str(r["id"]) in test_ids]
     else:

@@ -460,6 +460,14 @@ def test_split_by_source_keeps_images_together(
     assert split_of(split_by_source(shuffled, (0.7, 0.2, 0.1), seed=seed)) == where
 
 
+def test_official_test_images_leave_train_and_val_in_their_ratio() -> None:
+    # 90 official training images, 10 official test images: (0.8, 0.1, 0.1) gives the training
+    # images to train and val 8 : 1, not 80 % : 20 % (the test share is already taken)
+    records = inr_records(90, 10, 1)
+    splits = split_by_source(records, (0.8, 0.1, 0.1), seed=0)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [80, 10, 10]
+
+
 def test_split_by_net_for_classifiers() -> None:
     records = [{"id": net_id("fmnist-clf", i), "labels": {}} for i in range(100)]
     splits = split_by_source(records, (0.8, 0.1, 0.1), seed=3)
