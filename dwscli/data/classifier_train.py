@@ -10,13 +10,15 @@ all drawn from (zoo seed, net index), so test accuracies spread from chance to g
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dwscli.data.stacked import StackedAdamW, kaiming_init
+from dwscli.data.recipes import RecipeSpace
+from dwscli.data.stacked import CLASSIFIER_INITS, StackedAdamW, StackedMixed
 from dwscli.data.zoo import net_generator
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
@@ -60,6 +62,35 @@ class ClassifierZooConfig:
     chunk: int = 256
     eval_corruption: str | None = None  # also record accuracy on this corrupted test set
     ranges: HparamRanges = field(default_factory=HparamRanges)
+    # a recipe-diverse zoo: optimiser, initialisation and minibatch size drawn per net too
+    recipe: RecipeSpace | None = None
+
+    def recorded(self) -> dict[str, Any]:
+        """The config as ``zoo.json`` records it; zoos without a diverse recipe record what they
+        always did, so they still resume."""
+        out = asdict(self)
+        out.pop("recipe")
+        if self.recipe is not None:
+            out["recipe"] = self.recipe.recorded()
+        return out
+
+
+def add_recipe(hp: dict[str, Any], space: RecipeSpace, zoo_seed: int, index: int) -> dict[str, Any]:
+    """``hp`` (from :func:`sample_hparams`) with net ``index``'s drawn optimiser, initialisation
+    and minibatch size; an SGD net's learning rate is drawn from the recipe's SGD range (the
+    preset's range is for Adam)."""
+    from dwscli.data.recipes import draw_recipe
+
+    recipe = draw_recipe(space, zoo_seed, index)
+    out = dict(hp)
+    out["recipe"] = space.name
+    out["optimizer"] = recipe.optimizer
+    out["init"] = recipe.init
+    out["batch_size"] = int(recipe.batch or 128)
+    if recipe.optimizer == "sgd":
+        out["lr"] = recipe.lr
+        out["momentum"] = recipe.momentum
+    return out
 
 
 def _uniform(g: torch.Generator, low: float, high: float, log: bool = False) -> float:
@@ -144,21 +175,40 @@ def train_classifiers(
     batch_size: int = 128,
     num_classes: int = 10,
 ) -> tuple[WeightSpace, Tensor]:
-    """Train one net per entry of ``hparams`` (all at once); returns weights and final loss."""
+    """Train one net per entry of ``hparams`` (all at once); returns weights and final loss.
+
+    Optional per-net keys (recipe-diverse zoos): ``optimizer`` (``adam``, or ``sgd`` with
+    ``momentum``), ``init`` (a key of ``CLASSIFIER_INITS``, default torch's ``nn.Linear``) and
+    ``batch_size`` (default ``batch_size``): every step draws the largest batch of the chunk and
+    a net's loss averages only its own first ``batch_size`` rows.
+    """
     n = len(hparams)
     scale = torch.tensor([float(h["init_scale"]) for h in hparams])
     init = WeightSpace.stack(
         [
-            kaiming_init(spec, 1, torch.Generator().manual_seed(int(h["seed"])), scale[k])
+            CLASSIFIER_INITS[h.get("init", "torch-linear")](
+                spec, 1, torch.Generator().manual_seed(int(h["seed"])), scale[k]
+            )
             for k, h in enumerate(hparams)
         ]
     )
     params = [t.clone().requires_grad_() for t in [*init.weights, *init.biases]]
-    optimizer = StackedAdamW(
-        [p.data for p in params],
-        torch.tensor([float(h["lr"]) for h in hparams]),
-        weight_decay=torch.tensor([float(h["weight_decay"]) for h in hparams]),
-    )
+    lr = torch.tensor([float(h["lr"]) for h in hparams])
+    weight_decay = torch.tensor([float(h["weight_decay"]) for h in hparams])
+    use_sgd = torch.tensor([h.get("optimizer", "adam") == "sgd" for h in hparams])
+    optimizer: StackedAdamW | StackedMixed
+    if bool(use_sgd.any()):
+        momentum = torch.tensor([float(h.get("momentum", 0.0)) for h in hparams])
+        optimizer = StackedMixed(
+            [p.data for p in params], lr, use_sgd, momentum=momentum, weight_decay=weight_decay
+        )
+    else:
+        optimizer = StackedAdamW([p.data for p in params], lr, weight_decay=weight_decay)
+    own_batch = torch.tensor([int(h.get("batch_size", batch_size)) for h in hparams])
+    if bool((own_batch != batch_size).any()):
+        batch_size = int(own_batch.max())
+    in_batch = (torch.arange(batch_size)[None, :] < own_batch[:, None]).float()  # [N, B]
+    uniform_batch = bool(in_batch.all())
     data = [_net_data(h, train, num_classes) for h in hparams]
     steps = torch.tensor([int(h["steps"]) for h in hparams])
     dropout = torch.tensor([float(h["dropout"]) for h in hparams])
@@ -176,7 +226,10 @@ def train_classifiers(
         space = WeightSpace(params[: spec.depth], params[spec.depth :], spec)
         logits = forward(space, x, dropout, g)
         loss = F.cross_entropy(logits.reshape(-1, num_classes), y.reshape(-1), reduction="none")
-        per_net = loss.reshape(n, batch_size).mean(1)
+        if uniform_batch:
+            per_net = loss.reshape(n, batch_size).mean(1)
+        else:
+            per_net = (loss.reshape(n, batch_size) * in_batch).sum(1) / own_batch
         grads = torch.autograd.grad(per_net.sum(), params)
         optimizer.step(list(grads), active)
         last_loss = torch.where(active, per_net.detach(), last_loss)

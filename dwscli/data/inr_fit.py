@@ -1,4 +1,5 @@
-"""Fitting many SIRENs at once: one image (or 1-D signal) per net, stacked tensors, one AdamW.
+"""Fitting many SIRENs at once: one image (or 1-D signal) per net, stacked tensors, one
+optimiser state (Adam, or per net Adam or SGD with momentum).
 
 The forward and backward passes are written by hand for the sine MLP. That avoids autograd's
 bookkeeping and lets the elementwise work be done in place: the sine of each layer and, for the
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dwscli.data.stacked import StackedAdamW, siren_init
+from dwscli.data.stacked import StackedAdamW, StackedMixed, siren_init
 from dwscli.weights.functional import sine_frequencies
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
@@ -100,17 +101,27 @@ def fit_sines(
     spec: MLPSpec,
     *,
     steps: int,
-    lr: float = 1e-4,
+    lr: float | Tensor = 1e-4,
     mse_target: float | Tensor | None = None,
     generator: torch.Generator | None = None,
     init: WeightSpace | None = None,
     check_every: int = 25,
     compiled: bool = False,
+    step_budget: Tensor | None = None,
+    weight_decay: float | Tensor = 0.0,
+    use_sgd: Tensor | None = None,
+    momentum: float | Tensor = 0.9,
+    batch: int | None = None,
+    batch_generator: torch.Generator | None = None,
 ) -> FitResult:
     """Fit ``N`` sine MLPs, net n to ``targets[n]`` ``[P, d_L]`` on the shared ``coords``.
 
-    Stops a net when its MSE is at most ``mse_target`` (checked every ``check_every`` steps) or
-    after ``steps`` steps.
+    Stops a net when its MSE is at most ``mse_target`` (checked every ``check_every`` steps; a
+    per-net target of ``-inf`` never stops early) or after ``steps`` steps, or its own
+    ``step_budget[n]`` steps when given. ``lr`` and ``weight_decay`` may be per net; ``use_sgd``
+    (per net) steps those nets with SGD with ``momentum`` instead of Adam. ``batch`` fits on a
+    random subset of that many points per step (the same subset for every net of the call,
+    drawn from ``batch_generator``); the early-stop check then measures the full signal.
     """
     n = targets.shape[0]
     if targets.dim() == 2:
@@ -118,26 +129,55 @@ def fit_sines(
     generator = generator or torch.Generator().manual_seed(0)
     space = init.clone() if init is not None else siren_init(spec, n, generator)
     params = [*space.weights, *space.biases]
-    optimizer = StackedAdamW(params, lr)
+    optimizer: StackedAdamW | StackedMixed
+    if use_sgd is not None and bool(use_sgd.any()):
+        optimizer = StackedMixed(
+            params,
+            torch.as_tensor(lr, dtype=params[0].dtype).expand(n),
+            use_sgd,
+            momentum=momentum,
+            weight_decay=weight_decay,
+        )
+    else:
+        optimizer = StackedAdamW(params, lr, weight_decay=weight_decay)
     threshold = None
     if mse_target is not None:
         threshold = torch.as_tensor(mse_target, dtype=targets.dtype).expand(n).clone()
+    budget = None if step_budget is None else torch.as_tensor(step_budget, dtype=torch.long)
+    total_steps = steps if budget is None else min(steps, int(budget.max()))
+    points = coords.shape[0]
+    subset = batch is not None and batch < points
+    batch_generator = batch_generator or torch.Generator().manual_seed(0)
     # Work on the still-active nets only: `index` maps chunk rows to original nets.
     index = torch.arange(n)
     steps_taken = torch.zeros(n, dtype=torch.long)
     out_w = [w.clone() for w in space.weights]
     out_b = [b.clone() for b in space.biases]
     active_targets = targets
-    for step in range(1, steps + 1):
+    for step in range(1, total_steps + 1):
         current = WeightSpace(params[: spec.depth], params[spec.depth :], spec)
-        mse, gw, gb = siren_loss_and_grads(current, coords, active_targets, compiled=compiled)
+        if subset:
+            pick = torch.randperm(points, generator=batch_generator)[:batch]
+            mse, gw, gb = siren_loss_and_grads(
+                current, coords[pick], active_targets[:, pick], compiled=compiled
+            )
+        else:
+            mse, gw, gb = siren_loss_and_grads(current, coords, active_targets, compiled=compiled)
         optimizer.step([*gw, *gb])
         steps_taken[index] += 1
-        last = step == steps
-        if threshold is None or not (last or step % check_every == 0):
+        last = step == total_steps
+        check = threshold is not None and (last or step % check_every == 0)
+        spent = budget is not None and bool((steps_taken[index] >= budget[index]).any())
+        if not (check or spent or last):
             continue
-        done = mse <= threshold[index]
-        if last:
+        done = torch.zeros(index.numel(), dtype=torch.bool)
+        if check:
+            if subset:
+                mse = evaluate_mse(current, coords, active_targets)
+            done = mse <= threshold[index]  # type: ignore[index]
+        if spent:
+            done |= steps_taken[index] >= budget[index]  # type: ignore[index]
+        if last and threshold is not None:
             done = torch.ones_like(done)
         if done.any():
             finished = index[done]
@@ -146,14 +186,16 @@ def fit_sines(
                 out_b[k][finished] = params[spec.depth + k][done]
             keep = (~done).nonzero().squeeze(1)
             if keep.numel() == 0:
+                index = keep[:0]
                 break
             params = [p[keep].contiguous() for p in params]
             optimizer.params = params
             optimizer.keep(keep)
             index = index[keep]
             active_targets = active_targets[keep]
-    if threshold is None:
-        out_w, out_b = params[: spec.depth], params[spec.depth :]
+    for k in range(spec.depth if index.numel() else 0):  # nets still running at the end
+        out_w[k][index] = params[k]
+        out_b[k][index] = params[spec.depth + k]
     result = WeightSpace(out_w, out_b, spec)
     return FitResult(result, evaluate_mse(result, coords, targets), steps_taken)
 

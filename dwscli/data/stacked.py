@@ -81,6 +81,85 @@ class StackedAdamW:
         self.n = int(index.numel())
 
 
+class StackedSGD:
+    """SGD with momentum over stacked per-net parameters, like ``torch.optim.SGD`` (dampening 0,
+    weight decay added to the gradient) with a per-net lr, momentum, weight decay and an active
+    mask (inactive nets do not move, and their momentum buffers keep their value)."""
+
+    def __init__(
+        self,
+        params: list[Tensor],
+        lr: Tensor | float,
+        *,
+        momentum: Tensor | float = 0.9,
+        weight_decay: Tensor | float = 0.0,
+    ) -> None:
+        self.params = params
+        self.n = int(params[0].shape[0])
+        dtype = params[0].dtype
+        self.lr = torch.as_tensor(lr, dtype=dtype).expand(self.n).clone()
+        self.momentum = torch.as_tensor(momentum, dtype=dtype).expand(self.n).clone()
+        self.weight_decay = torch.as_tensor(weight_decay, dtype=dtype).expand(self.n).clone()
+        self.buffers = [torch.zeros_like(p) for p in params]
+
+    @torch.no_grad()
+    def step(self, grads: list[Tensor], active: Tensor | None = None) -> None:
+        live = torch.ones(self.n) if active is None else active.to(self.lr.dtype)
+        for p, g, buf in zip(self.params, grads, self.buffers):
+            mask = _per_net(live, self.n, p)
+            direction = g + _per_net(self.weight_decay, self.n, p) * p
+            # active: buf = momentum * buf + direction; inactive: buf unchanged
+            momentum = _per_net(self.momentum, self.n, p)
+            buf.mul_(1 - mask + mask * momentum).add_(direction * mask)
+            p.sub_(buf * _per_net(self.lr * live, self.n, p))
+
+    def keep(self, index: Tensor) -> None:
+        """Drop nets not in ``index`` from the optimiser state (after the caller compacts)."""
+        self.buffers = [b[index] for b in self.buffers]
+        self.lr = self.lr[index]
+        self.momentum = self.momentum[index]
+        self.weight_decay = self.weight_decay[index]
+        self.n = int(index.numel())
+
+
+class StackedMixed:
+    """Per-net choice between :class:`StackedAdamW` (``use_sgd`` False) and :class:`StackedSGD`
+    over the same stacked parameters: each net is stepped by its own optimiser only (the other
+    sees it as inactive), so a chunk of nets with different optimisers trains together."""
+
+    def __init__(
+        self,
+        params: list[Tensor],
+        lr: Tensor,
+        use_sgd: Tensor,
+        *,
+        momentum: Tensor | float = 0.9,
+        weight_decay: Tensor | float = 0.0,
+    ) -> None:
+        self.use_sgd = use_sgd.to(torch.bool).clone()
+        self.adam = StackedAdamW(params, lr, weight_decay=weight_decay)
+        self.sgd = StackedSGD(params, lr, momentum=momentum, weight_decay=weight_decay)
+
+    @property
+    def params(self) -> list[Tensor]:
+        return self.adam.params
+
+    @params.setter
+    def params(self, value: list[Tensor]) -> None:
+        self.adam.params = value
+        self.sgd.params = value
+
+    def step(self, grads: list[Tensor], active: Tensor | None = None) -> None:
+        live = torch.ones(self.use_sgd.shape[0], dtype=torch.bool) if active is None else active
+        self.adam.step(grads, live & ~self.use_sgd)
+        self.sgd.step(grads, live & self.use_sgd)
+
+    def keep(self, index: Tensor) -> None:
+        self.adam.keep(index)
+        self.sgd.keep(index)
+        self.use_sgd = self.use_sgd[index]
+
+
 def siren_init(spec: MLPSpec, n: int, generator: torch.Generator) -> WeightSpace:
     """SIREN initialisation (Sitzmann et al. 2020) for ``n`` nets.
 
@@ -124,8 +203,27 @@ def dwsnets_init(spec: MLPSpec, n: int, generator: torch.Generator) -> WeightSpa
     return WeightSpace(weights, biases, spec)
 
 
-#: initialisation schemes by name: Sitzmann et al.'s SIREN scheme, and the DWSNets authors'
-INITS = {"sitzmann": siren_init, "dwsnets": dwsnets_init}
+def siren_zero_bias_init(spec: MLPSpec, n: int, generator: torch.Generator) -> WeightSpace:
+    """SIREN's weight scheme (as :func:`siren_init`) with every bias zero, as many SIREN
+    implementations do it."""
+    space = siren_init(spec, n, generator)
+    return WeightSpace(space.weights, [torch.zeros_like(b) for b in space.biases], spec)
+
+
+def torch_linear_init(spec: MLPSpec, n: int, generator: torch.Generator) -> WeightSpace:
+    """PyTorch's default ``nn.Linear`` initialisation for every layer: weights and biases
+    U(-1/sqrt(d_in), 1/sqrt(d_in)) (what a net gets when nobody chose an initialisation)."""
+    return kaiming_init(spec, n, generator)
+
+
+#: initialisation schemes of sine nets by name: Sitzmann et al.'s SIREN scheme (uniform biases),
+#: the same with zero biases, the DWSNets authors' scheme and torch's ``nn.Linear`` default
+INITS = {
+    "sitzmann": siren_init,
+    "sitzmann-zero-bias": siren_zero_bias_init,
+    "dwsnets": dwsnets_init,
+    "torch-linear": torch_linear_init,
+}
 
 
 def kaiming_init(
@@ -141,3 +239,40 @@ def kaiming_init(
         weights.append(w * scale_t[:, None, None])
         biases.append(b * scale_t[:, None])
     return WeightSpace(weights, biases, spec)
+
+
+def he_normal_init(
+    spec: MLPSpec, n: int, generator: torch.Generator, scale: Tensor | float = 1.0
+) -> WeightSpace:
+    """He (Kaiming) normal initialisation for ReLU nets, weights N(0, 2/d_in) and zero biases,
+    times a per-net ``scale``."""
+    scale_t = torch.as_tensor(scale, dtype=torch.float32).expand(n)
+    weights, biases = [], []
+    for d_out, d_in in spec.weight_shapes:
+        w = torch.randn(n, d_out, d_in, generator=generator) * math.sqrt(2.0 / d_in)
+        weights.append(w * scale_t[:, None, None])
+        biases.append(torch.zeros(n, d_out))
+    return WeightSpace(weights, biases, spec)
+
+
+def xavier_uniform_init(
+    spec: MLPSpec, n: int, generator: torch.Generator, scale: Tensor | float = 1.0
+) -> WeightSpace:
+    """Glorot (Xavier) uniform initialisation, weights U(±sqrt(6/(d_in+d_out))) and zero biases,
+    times a per-net ``scale``."""
+    scale_t = torch.as_tensor(scale, dtype=torch.float32).expand(n)
+    weights, biases = [], []
+    for d_out, d_in in spec.weight_shapes:
+        bound = math.sqrt(6.0 / (d_in + d_out))
+        w = (torch.rand(n, d_out, d_in, generator=generator) * 2 - 1) * bound
+        weights.append(w * scale_t[:, None, None])
+        biases.append(torch.zeros(n, d_out))
+    return WeightSpace(weights, biases, spec)
+
+
+#: initialisation schemes of ReLU classifiers by name, each taking a per-net scale
+CLASSIFIER_INITS = {
+    "torch-linear": kaiming_init,
+    "he-normal": he_normal_init,
+    "xavier-uniform": xavier_uniform_init,
+}

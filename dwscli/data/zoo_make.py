@@ -12,11 +12,15 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import Tensor
 
 from dwscli.data.classifier_train import ClassifierZooConfig
+from dwscli.data.recipes import Recipe, RecipeSpace
 from dwscli.data.zoo import Zoo, ZooWriter, net_generator, net_id, select_part
+from dwscli.data.zoo_format import net_seed
 from dwscli.errors import DwsError
 from dwscli.weights.inr import InrConventions
 from dwscli.weights.space import WeightSpace
@@ -43,16 +47,22 @@ class InrZooConfig:
     init: str = "sitzmann"  # a key of dwscli.data.stacked.INITS (SIREN's own scheme)
     output_scale: float = 0.5  # pixel = output_offset + output_scale * net output
     output_offset: float = 0.5
+    # a recipe-diverse zoo: every net's recipe is drawn from these ranges, and ``steps``,
+    # ``psnr_target``, ``lr`` and ``init`` above are not used
+    ranges: RecipeSpace | None = None
 
     def recorded(self) -> dict[str, object]:
         """The config as ``zoo.json`` records it. Options at their default are left out when
         they were added after the first zoos were made (``shared_init``, ``recipe``, ``init``,
-        the output scaling), so those zoos keep their identity and still resume."""
+        the output scaling, ``ranges``), so those zoos keep their identity and still resume."""
         out = asdict(self)
         defaults = InrZooConfig()
         for key in ("shared_init", "recipe", "init", "output_scale", "output_offset"):
             if out[key] == getattr(defaults, key):
                 out.pop(key)
+        out.pop("ranges")
+        if self.ranges is not None:
+            out["ranges"] = self.ranges.recorded()
         return out
 
     def conventions(self) -> InrConventions:
@@ -82,13 +92,37 @@ INR_RECIPES: dict[str, InrZooConfig] = {
 
 
 def inr_recipe(name: str, **overrides: object) -> InrZooConfig:
-    """The named recipe with ``overrides`` (options left at None keep the recipe's value)."""
+    """The named recipe with ``overrides`` (options left at None keep the recipe's value).
+
+    ``name`` may also name a recipe-diverse space (``diverse``, or a recipe file FILE.yaml; see
+    :mod:`dwscli.data.recipes`): the zoo then keeps the conventions and architecture of the
+    space's ``base`` recipe and draws every net's fitting recipe from the ranges."""
     from dataclasses import replace
 
-    if name not in INR_RECIPES:
-        raise DwsError(f"unknown INR recipe {name!r}; choose one of {', '.join(INR_RECIPES)}")
+    from dwscli.data.recipes import PRESETS, resolve_recipe
+
     chosen = {key: value for key, value in overrides.items() if value is not None}
-    return replace(INR_RECIPES[name], **chosen)
+    if name in INR_RECIPES:
+        return replace(INR_RECIPES[name], **chosen)
+    if (
+        name not in PRESETS["inr"]
+        and not name.endswith((".yaml", ".yml"))
+        and not Path(name).is_file()
+    ):
+        raise DwsError(
+            f"unknown INR recipe {name!r}; choose one of "
+            f"{', '.join([*INR_RECIPES, *PRESETS['inr']])} or a recipe file FILE.yaml"
+        )
+    space = resolve_recipe(name, "inr")
+    fixed = sorted(set(chosen) & {"steps", "psnr_target", "lr", "shared_init"})
+    if fixed:
+        option = "--" + fixed[0].replace("_", "-")
+        raise DwsError(
+            f"{option} sets one value for every net, but recipe {name!r} draws it per net; "
+            "change its range in a recipe file instead"
+        )
+    base = INR_RECIPES[space.base or "default"]
+    return replace(base, recipe=space.name, ranges=space, **chosen)
 
 
 SHARED_INIT_INDEX = -1  # the "net index" whose generator draws a shared initialisation
@@ -130,6 +164,96 @@ def _finish_zoo(writer: ZooWriter, part: str | None) -> Zoo | None:
     return writer.finalize()
 
 
+def _fit_diverse(
+    targets: Tensor,
+    coords: Tensor,
+    spec: MLPSpec,
+    nets: range,
+    zoo_seed: int,
+    space: RecipeSpace,
+    *,
+    chunk: int,
+    check_every: int,
+    compiled: bool,
+    mse_of_target: Callable[[float], float],
+    progress: Progress | None,
+) -> tuple[WeightSpace, Tensor, list[Recipe]]:
+    """Fit the nets ``nets`` (rows of ``targets``), each with its own drawn recipe.
+
+    Nets are fitted together in chunks of one batch size (the pixels of a step are shared by a
+    chunk), ordered by step budget so a chunk's nets finish together; within a chunk each net
+    has its own optimiser (Adam or SGD), learning rate, weight decay, step budget and target.
+    Returns the weights and steps taken in the order of ``nets``, and the recipes.
+    """
+    from dwscli.data.inr_fit import fit_sines
+    from dwscli.data.recipes import draw_recipe
+    from dwscli.data.stacked import INITS
+
+    recipes = [draw_recipe(space, zoo_seed, i) for i in nets]
+    init = WeightSpace.stack(
+        [INITS[r.init](spec, 1, net_generator(zoo_seed, i)) for r, i in zip(recipes, nets)]
+    )
+    order = sorted(range(len(nets)), key=lambda k: (recipes[k].batch or 0, recipes[k].steps, k))
+    weights: dict[int, WeightSpace] = {}
+    taken: dict[int, int] = {}
+    start = 0
+    while start < len(order):
+        batch = recipes[order[start]].batch
+        stop = start
+        while stop < len(order) and stop - start < chunk and recipes[order[stop]].batch == batch:
+            stop += 1
+        rows = order[start:stop]
+        chosen = [recipes[k] for k in rows]
+        index = torch.tensor(rows)
+        targets_mse = [-math.inf if r.target is None else mse_of_target(r.target) for r in chosen]
+        result = fit_sines(
+            targets[index],
+            coords,
+            spec,
+            steps=max(r.steps for r in chosen),
+            lr=torch.tensor([r.lr for r in chosen]),
+            mse_target=torch.tensor(targets_mse),
+            init=init[index],
+            check_every=check_every,
+            compiled=compiled,
+            step_budget=torch.tensor([r.steps for r in chosen]),
+            weight_decay=torch.tensor([r.weight_decay for r in chosen]),
+            use_sgd=torch.tensor([r.optimizer == "sgd" for r in chosen]),
+            momentum=torch.tensor([r.momentum for r in chosen]),
+            batch=batch,
+            batch_generator=torch.Generator().manual_seed(
+                net_seed(zoo_seed, nets[rows[0]]) ^ 0x5EED
+            ),
+        )
+        for j, k in enumerate(rows):
+            weights[k] = result.space[j : j + 1]
+            taken[k] = int(result.steps[j])
+        if progress:
+            progress(len(rows))
+        start = stop
+    space_out = WeightSpace.stack([weights[k] for k in range(len(nets))])
+    return space_out, torch.tensor([taken[k] for k in range(len(nets))]), recipes
+
+
+def recipe_hparams(
+    recipe: Recipe, name: str, *, target_key: str, batch_key: str, full: int
+) -> dict[str, object]:
+    """A drawn recipe as a manifest record's ``hparams`` (``None`` target: no early stop)."""
+    out: dict[str, object] = {
+        "recipe": name,
+        "optimizer": recipe.optimizer,
+        "lr": recipe.lr,
+        "weight_decay": recipe.weight_decay,
+        "init": recipe.init,
+        "step_budget": recipe.steps,
+        target_key: recipe.target,
+        batch_key: recipe.batch if recipe.batch is not None and recipe.batch < full else full,
+    }
+    if recipe.optimizer == "sgd":
+        out["momentum"] = recipe.momentum
+    return out
+
+
 def make_inr_zoo(
     out: Path | str,
     dataset: str,
@@ -151,7 +275,6 @@ def make_inr_zoo(
     """
     from dwscli.data.datasets import canonical_name, load_dataset
     from dwscli.data.inr_fit import fit_sines
-    from dwscli.weights.inr import psnr, render
 
     config = config or InrZooConfig()
     name = canonical_name(dataset)
@@ -198,6 +321,39 @@ def make_inr_zoo(
             ).float()
             / 255.0
         )
+        if config.ranges is not None:
+            flat = conventions.to_target(images.reshape(len(nets), -1))
+            space, step_counts, recipes = _fit_diverse(
+                flat,
+                coords,
+                spec,
+                nets,
+                seed,
+                config.ranges,
+                chunk=config.chunk,
+                check_every=config.check_every,
+                compiled=config.compiled,
+                mse_of_target=lambda db: 10 ** (-db / 10) / conventions.output_scale**2,
+                progress=progress,
+            )
+            per_net = [
+                recipe_hparams(
+                    r,
+                    config.recipe,
+                    target_key="psnr_target",
+                    batch_key="pixels_per_step",
+                    full=coords.shape[0],
+                )
+                for r in recipes
+            ]
+            writer.write_shard(
+                shard,
+                space,
+                _inr_records(
+                    name, nets, train, test, space, images, conventions, step_counts, per_net
+                ),
+            )
+            continue
         init = _stacked_init(spec, nets, seed, shared=config.shared_init, init=config.init)
         pieces, steps = [], []
         for start in range(0, len(nets), config.chunk):
@@ -219,33 +375,53 @@ def make_inr_zoo(
             if progress:
                 progress(stop - start)
         space = WeightSpace.stack(pieces)
-        quality = psnr(render(space, conventions), images)
         step_counts = torch.cat(steps)
         hparams: dict[str, object] = {"lr": config.lr, "psnr_target": config.psnr_target}
         if config.recipe != "default":
             hparams["recipe"] = config.recipe
-        records = []
-        for row, i in enumerate(nets):
-            in_train = i < len(train)
-            image_index = i if in_train else i - len(train)
-            label = int((train if in_train else test).labels[image_index])
-            records.append(
-                {
-                    "id": net_id(f"{name}-inr", i),
-                    "hparams": hparams,
-                    "labels": {
-                        "label": label,
-                        "image_index": image_index,
-                        "image_split": "train" if in_train else "test",
-                    },
-                    "metrics": {
-                        "psnr": float(quality[row]),
-                        "steps": int(step_counts[row]),
-                    },
-                }
-            )
+        records = _inr_records(
+            name, nets, train, test, space, images, conventions, step_counts, [hparams] * len(nets)
+        )
         writer.write_shard(shard, space, records)
     return _finish_zoo(writer, part)
+
+
+def _inr_records(
+    name: str,
+    nets: range,
+    train: Any,
+    test: Any,
+    space: WeightSpace,
+    images: Tensor,
+    conventions: InrConventions,
+    step_counts: Tensor,
+    hparams: list[dict[str, object]],
+) -> list[dict[str, object]]:
+    """The manifest records of INR nets ``nets``: recipe, source image, PSNR and steps."""
+    from dwscli.weights.inr import psnr, render
+
+    quality = psnr(render(space, conventions), images)
+    records: list[dict[str, object]] = []
+    for row, i in enumerate(nets):
+        in_train = i < len(train)
+        image_index = i if in_train else i - len(train)
+        label = int((train if in_train else test).labels[image_index])
+        records.append(
+            {
+                "id": net_id(f"{name}-inr", i),
+                "hparams": hparams[row],
+                "labels": {
+                    "label": label,
+                    "image_index": image_index,
+                    "image_split": "train" if in_train else "test",
+                },
+                "metrics": {
+                    "psnr": float(quality[row]),
+                    "steps": int(step_counts[row]),
+                },
+            }
+        )
+    return records
 
 
 # ------------------------------------------------------------------------------------------------
@@ -262,6 +438,19 @@ class SineZooConfig:
     chunk: int = 256
     check_every: int = 25
     compiled: bool = True
+    # a recipe-diverse zoo: every net's recipe is drawn from these ranges (``steps``, ``lr``
+    # and ``mse_target`` above are then not used)
+    ranges: RecipeSpace | None = None
+
+    def recorded(self) -> dict[str, object]:
+        """The config as ``zoo.json`` records it; zoos with one recipe record what they always
+        did, so they still resume."""
+        out = asdict(self)
+        out.pop("ranges")
+        if self.ranges is not None:
+            out["recipe"] = self.ranges.name
+            out["ranges"] = self.ranges.recorded()
+        return out
 
 
 def sine_parameters(zoo_seed: int, index: int) -> tuple[float, float]:
@@ -280,7 +469,7 @@ def make_sine_zoo(
     part: str | None = None,
     progress: Progress | None = None,
 ) -> Zoo | None:
-    from dwscli.data.inr_fit import fit_sines
+    from dwscli.data.inr_fit import evaluate_mse, fit_sines
 
     config = config or SineZooConfig()
     spec = MLPSpec.parse(config.spec)
@@ -296,7 +485,7 @@ def make_sine_zoo(
             "net_input_range": [-1.0, 1.0],
             "points": config.points,
         },
-        config=asdict(config),
+        config=config.recorded(),
         shard_size=shard_size,
         seed=seed,
         part=part,
@@ -306,6 +495,33 @@ def make_sine_zoo(
     for shard, nets in _pending_shards(writer, part, progress):
         ab = torch.tensor([sine_parameters(seed, i) for i in nets])
         targets = ab[:, :1] * torch.sin(ab[:, 1:] * math.pi * coords[:, 0][None, :])
+        if config.ranges is not None:
+            space, step_counts, recipes = _fit_diverse(
+                targets,
+                coords,
+                spec,
+                nets,
+                seed,
+                config.ranges,
+                chunk=config.chunk,
+                check_every=config.check_every,
+                compiled=config.compiled,
+                mse_of_target=float,
+                progress=progress,
+            )
+            mse = evaluate_mse(space, coords, targets)
+            per_net = [
+                recipe_hparams(
+                    r,
+                    config.ranges.name,
+                    target_key="mse_target",
+                    batch_key="points_per_step",
+                    full=config.points,
+                )
+                for r in recipes
+            ]
+            writer.write_shard(shard, space, _sine_records(nets, ab, mse, step_counts, per_net))
+            continue
         init = _stacked_init(spec, nets, seed)
         pieces, steps, errors = [], [], []
         for start in range(0, len(nets), config.chunk):
@@ -327,17 +543,23 @@ def make_sine_zoo(
             if progress:
                 progress(stop - start)
         mse, step_counts = torch.cat(errors), torch.cat(steps)
-        records = [
-            {
-                "id": net_id("sine", i),
-                "hparams": {"lr": config.lr},
-                "labels": {"a": float(ab[row, 0]), "b": float(ab[row, 1])},
-                "metrics": {"mse": float(mse[row]), "steps": int(step_counts[row])},
-            }
-            for row, i in enumerate(nets)
-        ]
+        records = _sine_records(nets, ab, mse, step_counts, [{"lr": config.lr}] * len(nets))
         writer.write_shard(shard, WeightSpace.stack(pieces), records)
     return _finish_zoo(writer, part)
+
+
+def _sine_records(
+    nets: range, ab: Tensor, mse: Tensor, step_counts: Tensor, hparams: list[dict[str, object]]
+) -> list[dict[str, object]]:
+    return [
+        {
+            "id": net_id("sine", i),
+            "hparams": hparams[row],
+            "labels": {"a": float(ab[row, 0]), "b": float(ab[row, 1])},
+            "metrics": {"mse": float(mse[row]), "steps": int(step_counts[row])},
+        }
+        for row, i in enumerate(nets)
+    ]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -373,6 +595,7 @@ def make_classifier_zoo(
     from dwscli.data.classifier_train import (
         ImageData,
         accuracy,
+        add_recipe,
         preprocess,
         sample_hparams,
         train_classifiers,
@@ -400,7 +623,7 @@ def make_classifier_zoo(
     if config.eval_corruption:
         images = corrupt(test_set.float_images(), config.eval_corruption, seed=1)
         shifted = ImageData(preprocess(images, config.pool, mean, std), test_set.labels)
-    config_dict = asdict(config)
+    config_dict = config.recorded()
     writer = ZooWriter(
         out,
         kind="classifier",
@@ -422,8 +645,13 @@ def make_classifier_zoo(
     )
     for shard, nets in _pending_shards(writer, part, progress):
         hparams = [sample_hparams(config.ranges, seed, i) for i in nets]
-        # Train nets of similar step counts together, so few steps are spent on finished nets.
-        order = sorted(range(len(nets)), key=lambda k: hparams[k]["steps"])
+        if config.recipe is not None:
+            hparams = [add_recipe(hp, config.recipe, seed, i) for hp, i in zip(hparams, nets)]
+        # Train nets of similar step counts (and batch sizes) together, so few steps are spent
+        # on finished nets.
+        order = sorted(
+            range(len(nets)), key=lambda k: (hparams[k].get("batch_size", 0), hparams[k]["steps"])
+        )
         trained: dict[int, tuple[WeightSpace, float]] = {}
         for start in range(0, len(order), config.chunk):
             rows = order[start : start + config.chunk]
@@ -448,7 +676,7 @@ def make_classifier_zoo(
             if shifted_acc is not None:
                 metrics[f"test_acc_{config.eval_corruption}"] = float(shifted_acc[row])
             hp = dict(hparams[row])
-            hp["epochs"] = hp["steps"] * config.batch_size / hp["subset"]
+            hp["epochs"] = hp["steps"] * hp.get("batch_size", config.batch_size) / hp["subset"]
             records.append(
                 {"id": net_id(f"{name}-clf", i), "hparams": hp, "labels": {}, "metrics": metrics}
             )
