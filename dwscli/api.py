@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -600,12 +600,15 @@ def make_inr_zoo(
     seed: int = 0,
     part: str | None = None,
     shard_size: int | None = None,
+    hold_out: str | Mapping[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> Any:
     """One SIREN per image of MNIST or Fashion-MNIST (``dws zoo inrs``), resumable.
 
-    ``recipe`` names a fitting preset (``default``, ``dwsnets``); options left at None keep
-    the preset's value."""
+    ``recipe`` names a fitting preset (``default``, ``dwsnets``) whose options left at None keep
+    the preset's value, or a recipe-diverse space (``diverse``, or a recipe file FILE.yaml)
+    every net's fitting recipe is drawn from. ``hold_out`` (``"optimizer=sgd,init=dwsnets"``)
+    puts the nets of that recipe region into the extra split ``test_heldout_recipe``."""
     from dwscli.data.zoo_make import inr_recipe
     from dwscli.data.zoo_make import make_inr_zoo as run
 
@@ -629,7 +632,18 @@ def make_inr_zoo(
         seed=seed,
         shard_size=shard_size,
         test_first=test_first,
+        hold_out=hold_out_region(hold_out),
     )
+
+
+def hold_out_region(hold_out: str | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A held-out recipe region from its ``--hold-out`` text (``"optimizer=sgd,lr=1e-3..1e-2"``)
+    or mapping; None stays None."""
+    from dwscli.data.zoo_splits import parse_hold_out
+
+    if hold_out is None:
+        return None
+    return parse_hold_out(hold_out) if isinstance(hold_out, str) else dict(hold_out)
 
 
 def make_sine_zoo(
@@ -639,16 +653,23 @@ def make_sine_zoo(
     spec: str = "1-32-32-1:sine;w0=30",
     steps: int = 1000,
     compiled: bool = True,
+    recipe: str | None = None,
     seed: int = 0,
     part: str | None = None,
     shard_size: int | None = None,
+    hold_out: str | Mapping[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> Any:
-    """1-D SIRENs of a·sin(b·x), a and b recorded as labels (``dws zoo sines``)."""
+    """1-D SIRENs of a·sin(b·x), a and b recorded as labels (``dws zoo sines``).
+
+    ``recipe`` (``diverse`` or a recipe file FILE.yaml) draws every net's fitting recipe from
+    ranges (``steps`` is then unused); ``hold_out`` as for :func:`make_inr_zoo`."""
+    from dwscli.data.recipes import resolve_recipe
     from dwscli.data.zoo_make import SineZooConfig
     from dwscli.data.zoo_make import make_sine_zoo as run
 
-    config = SineZooConfig(spec=spec, steps=steps, compiled=compiled)
+    ranges = resolve_recipe(recipe, "sine") if recipe is not None else None
+    config = SineZooConfig(spec=spec, steps=steps, compiled=compiled, ranges=ranges)
     return run(
         out_dir,
         part=part,
@@ -657,6 +678,7 @@ def make_sine_zoo(
         config=config,
         seed=seed,
         shard_size=shard_size,
+        hold_out=hold_out_region(hold_out),
     )
 
 
@@ -678,19 +700,25 @@ def make_classifier_zoo(
     spec: str = "196-32-32-10:relu",
     pool: int = 2,
     eval_corruption: str | None = None,
+    recipe: str | None = None,
     seed: int = 0,
     part: str | None = None,
     shard_size: int | None = None,
+    hold_out: str | Mapping[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> Any:
     """MLP classifiers with spread hyper-parameters and their measured accuracies
-    (``dws zoo classifiers``)."""
+    (``dws zoo classifiers``). ``recipe`` (``diverse`` or a recipe file FILE.yaml) also draws
+    every net's optimiser, initialisation and minibatch size; ``hold_out`` as for
+    :func:`make_inr_zoo`."""
     from dwscli.data.classifier_train import ClassifierZooConfig
+    from dwscli.data.recipes import resolve_recipe
     from dwscli.data.zoo_make import make_classifier_zoo as run
 
     ranges = classifier_preset(preset)
+    space = resolve_recipe(recipe, "classifier") if recipe is not None else None
     config = ClassifierZooConfig(
-        spec=spec, pool=pool, eval_corruption=eval_corruption, ranges=ranges
+        spec=spec, pool=pool, eval_corruption=eval_corruption, ranges=ranges, recipe=space
     )
     return run(
         out_dir,
@@ -701,7 +729,20 @@ def make_classifier_zoo(
         config=config,
         seed=seed,
         shard_size=shard_size,
+        hold_out=hold_out_region(hold_out),
     )
+
+
+def split_zoo(
+    directory: PathLike, *, hold_out: str | Mapping[str, Any] | None, force: bool = False
+) -> Any:
+    """Split a finished zoo again with a held-out recipe region (``dws zoo split``): the nets
+    whose recipe lies in ``hold_out`` make up the split ``test_heldout_recipe`` and never
+    appear in train or val. None removes the region. Rewrites ``zoo.json``'s split and
+    ``splits.json`` (only with ``force`` when that changes the split)."""
+    from dwscli.data.zoo_tools import resplit_zoo
+
+    return resplit_zoo(directory, hold_out_region(hold_out), force=force)
 
 
 def zoo_info(directory: PathLike) -> dict[str, Any]:
@@ -776,6 +817,7 @@ __all__ = [
     "edit",
     "embed",
     "export_zoo",
+    "hold_out_region",
     "inr_recipe",
     "inspect_checkpoint",
     "install_data",
@@ -790,6 +832,7 @@ __all__ = [
     "predict_accuracy",
     "processors",
     "render_inrs",
+    "split_zoo",
     "train",
     "zoo_info",
     "zoo_part_size",

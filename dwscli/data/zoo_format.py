@@ -41,9 +41,11 @@ from dwscli.weights.atomic import atomic_write_bytes
 from dwscli.weights.spec import MLPSpec
 
 __all__ = [
+    "ALL_SPLITS",
     "DTYPES",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "HELDOUT_SPLIT",
     "KINDS",
     "MANIFEST_DIR",
     "MANIFEST_FILE",
@@ -73,6 +75,11 @@ FORMAT_NAME = "dws-zoo"
 FORMAT_VERSION = 1
 KINDS = ("classifier", "inr", "sine")
 SPLITS = ("train", "val", "test")
+#: The extra evaluation split of a zoo split with a held-out recipe region: nets whose fitting
+#: recipe lies in a region that never appears in train or val.
+HELDOUT_SPLIT = "test_heldout_recipe"
+#: Every split name a ``splits.json`` may hold (the held-out one only when configured).
+ALL_SPLITS = (*SPLITS, HELDOUT_SPLIT)
 #: Storage dtypes of shard tensors (fp16 halves the size; the loader casts back to float32).
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16}
 

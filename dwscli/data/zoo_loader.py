@@ -24,6 +24,8 @@ from safetensors import safe_open
 from torch import Tensor
 
 from dwscli.data.zoo_format import (
+    ALL_SPLITS,
+    HELDOUT_SPLIT,
     MANIFEST_FILE,
     SHARD_DIR,
     SPLITS,
@@ -184,7 +186,8 @@ class Zoo:
         unknown = [net for ids in raw.values() for net in ids if net not in known]
         if unknown:
             raise DwsError(f"{splits_path}: names nets not in the manifest (e.g. {unknown[0]!r})")
-        splits = {name: [str(i) for i in raw.get(name, [])] for name in SPLITS}
+        names = ALL_SPLITS if HELDOUT_SPLIT in raw else SPLITS
+        splits = {name: [str(i) for i in raw.get(name, [])] for name in names}
         return cls(root, meta, records, splits)
 
     def __repr__(self) -> str:
@@ -213,8 +216,8 @@ class Zoo:
 
     # ----------------------------------------------------------------------------------------
     def _check_split(self, split: str | None) -> None:
-        if split is not None and split not in SPLITS:
-            raise DwsError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        if split is not None and split not in self._splits:
+            raise DwsError(f"unknown split {split!r}; choose one of {', '.join(self._splits)}")
 
     def records(self, split: str | None = None) -> list[dict[str, Any]]:
         """Manifest records of ``split`` (None: every net), in shard order."""

@@ -9,7 +9,7 @@ machines merge into exactly the zoo one run makes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -114,7 +114,7 @@ def inr_recipe(name: str, **overrides: object) -> InrZooConfig:
             f"{', '.join([*INR_RECIPES, *PRESETS['inr']])} or a recipe file FILE.yaml"
         )
     space = resolve_recipe(name, "inr")
-    fixed = sorted(set(chosen) & {"steps", "psnr_target", "lr", "shared_init"})
+    fixed = sorted(k for k in ("steps", "psnr_target", "lr", "shared_init") if chosen.get(k))
     if fixed:
         option = "--" + fixed[0].replace("_", "-")
         raise DwsError(
@@ -123,6 +123,44 @@ def inr_recipe(name: str, **overrides: object) -> InrZooConfig:
         )
     base = INR_RECIPES[space.base or "default"]
     return replace(base, recipe=space.name, ranges=space, **chosen)
+
+
+def _split_config(hold_out: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The ``split`` entry of ``zoo.json``: the default one, or with a held-out recipe region
+    (recorded only when given, so zoos without one keep their ``zoo.json``)."""
+    return None if hold_out is None else {"hold_out": dict(hold_out)}
+
+
+def check_hold_out_fields(hold_out: Mapping[str, Any] | None, fields: set[str]) -> None:
+    """Refuse a held-out region on a field the zoo's records will not have (a typo would
+    otherwise give an empty held-out split after the whole zoo was made)."""
+    for key in hold_out or {}:
+        if key not in fields:
+            raise DwsError(
+                f"--hold-out: {key!r} is not a recipe field of this zoo; "
+                f"fields are {', '.join(sorted(fields))}"
+            )
+
+
+#: The ``hparams`` fields a recipe-diverse INR / sine zoo records per net.
+DIVERSE_FIELDS = {"recipe", "optimizer", "lr", "momentum", "weight_decay", "init", "step_budget"}
+
+
+def recipe_fields(kind: str, diverse: bool) -> set[str]:
+    """The ``hparams`` fields the nets of a zoo of ``kind`` record (for ``--hold-out``)."""
+    if kind == "classifier":
+        base = {"lr", "weight_decay", "init_scale", "steps", "subset", "label_noise", "dropout"}
+        base |= {"seed", "epochs"}
+        return base | (
+            {"recipe", "optimizer", "init", "batch_size", "momentum"} if diverse else set()
+        )
+    if kind == "inr":
+        return (
+            DIVERSE_FIELDS | {"psnr_target", "pixels_per_step"}
+            if diverse
+            else {"lr", "psnr_target", "recipe"}
+        )
+    return DIVERSE_FIELDS | {"mse_target", "points_per_step"} if diverse else {"lr"}
 
 
 SHARED_INIT_INDEX = -1  # the "net index" whose generator draws a shared initialisation
@@ -262,6 +300,7 @@ def make_inr_zoo(
     config: InrZooConfig | None = None,
     seed: int = 0,
     shard_size: int | None = None,
+    hold_out: Mapping[str, Any] | None = None,
     part: str | None = None,
     progress: Progress | None = None,
     test_first: bool = False,
@@ -277,6 +316,7 @@ def make_inr_zoo(
     from dwscli.data.inr_fit import fit_sines
 
     config = config or InrZooConfig()
+    check_hold_out_fields(hold_out, recipe_fields("inr", config.ranges is not None))
     name = canonical_name(dataset)
     train, test = load_dataset(name, "train"), load_dataset(name, "test")
     total = len(train) + len(test)
@@ -303,6 +343,7 @@ def make_inr_zoo(
         shard_size=shard_size,
         seed=seed,
         part=part,
+        split=_split_config(hold_out),
     )
     coords = conventions.coordinates()
     mse_target = 10 ** (-config.psnr_target / 10) / conventions.output_scale**2
@@ -466,12 +507,14 @@ def make_sine_zoo(
     config: SineZooConfig | None = None,
     seed: int = 0,
     shard_size: int | None = None,
+    hold_out: Mapping[str, Any] | None = None,
     part: str | None = None,
     progress: Progress | None = None,
 ) -> Zoo | None:
     from dwscli.data.inr_fit import evaluate_mse, fit_sines
 
     config = config or SineZooConfig()
+    check_hold_out_fields(hold_out, recipe_fields("sine", config.ranges is not None))
     spec = MLPSpec.parse(config.spec)
     if spec.input_dim != 1 or spec.output_dim != 1 or spec.activation != "sine":
         raise DwsError(f"a sine-wave SIREN is 1-...-1:sine, got {spec}")
@@ -489,6 +532,7 @@ def make_sine_zoo(
         shard_size=shard_size,
         seed=seed,
         part=part,
+        split=_split_config(hold_out),
     )
     # The net sees x/π in [-1, 1] (SIREN's usual input range) standing for x in [-π, π].
     coords = torch.linspace(-1.0, 1.0, config.points)[:, None]
@@ -587,6 +631,7 @@ def make_classifier_zoo(
     config: ClassifierZooConfig | None = None,
     seed: int = 0,
     shard_size: int | None = None,
+    hold_out: Mapping[str, Any] | None = None,
     part: str | None = None,
     progress: Progress | None = None,
 ) -> Zoo | None:
@@ -604,6 +649,7 @@ def make_classifier_zoo(
     from dwscli.data.datasets import canonical_name, load_dataset
 
     config = config or ClassifierZooConfig()
+    check_hold_out_fields(hold_out, recipe_fields("classifier", config.recipe is not None))
     name = canonical_name(dataset)
     spec = MLPSpec.parse(config.spec)
     side = 28 // config.pool
@@ -642,6 +688,7 @@ def make_classifier_zoo(
         shard_size=shard_size,
         seed=seed,
         part=part,
+        split=_split_config(hold_out),
     )
     for shard, nets in _pending_shards(writer, part, progress):
         hparams = [sample_hparams(config.ranges, seed, i) for i in nets]

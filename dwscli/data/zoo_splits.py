@@ -11,6 +11,12 @@ its own. Whole groups are then assigned, so no image has nets in two splits.
 - Otherwise (classifier and sine zoos, or an INR zoo made from training images only) the groups
   are divided between train, val and test by ``fractions``.
 
+- A held-out recipe region (``hold_out``, recipe-diverse zoos): every net whose recipe
+  (``hparams``) lies in the region goes to the extra split ``test_heldout_recipe``, whatever
+  its source. A group with such a net never enters train or val: its other nets go to test, so
+  images still stay out of train/val when any of their nets is held out. The rest is split as
+  above, so train and val never see the region.
+
 Dividing is deterministic and independent of record order: groups are ordered by a hash of
 ``(seed, group)`` and cut where the running count of nets crosses the fractions, so the split
 sizes are exact to one group. It depends only on the set of records, which is why merged parts
@@ -23,13 +29,16 @@ import hashlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
-from dwscli.data.zoo_format import SPLITS
+from dwscli.data.zoo_format import ALL_SPLITS, HELDOUT_SPLIT, SPLITS
 from dwscli.errors import DwsError
 
 __all__ = [
     "DEFAULT_FRACTIONS",
+    "HoldOut",
     "SplitFn",
     "check_splits",
+    "hold_out_matcher",
+    "parse_hold_out",
     "resolve_split_config",
     "split_by_source",
     "split_from_config",
@@ -76,21 +85,126 @@ def _divide(
     return out
 
 
+#: A held-out recipe region as ``zoo.json`` records it: ``{hparam: {"in": [values]}}`` or
+#: ``{hparam: {"min": low, "max": high}}`` (``low <= value < high``); all conditions must hold.
+HoldOut = Mapping[str, Mapping[str, Any]]
+
+
+def parse_hold_out(text: str, where: str = "--hold-out") -> dict[str, dict[str, Any]]:
+    """``"optimizer=sgd,init=dwsnets|torch-linear,lr=1e-3..1e-2"`` as a :data:`HoldOut`.
+
+    ``KEY=A|B`` holds out nets whose ``hparams[KEY]`` is A or B; ``KEY=LOW..HIGH`` those with
+    LOW <= value < HIGH (either end may be left out); conditions joined by commas must all hold.
+    """
+    region: dict[str, dict[str, Any]] = {}
+    for part in (p.strip() for p in text.split(",")):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise DwsError(f"{where}: expected KEY=VALUE[|VALUE…] or KEY=LOW..HIGH, got {part!r}")
+        if key in region:
+            raise DwsError(f"{where}: {key!r} is given twice")
+        if ".." in value:
+            low_text, _, high_text = value.partition("..")
+            bounds: dict[str, Any] = {}
+            for name, bound in (("min", low_text.strip()), ("max", high_text.strip())):
+                if bound:
+                    try:
+                        bounds[name] = float(bound)
+                    except ValueError:
+                        raise DwsError(f"{where}: {key}: {bound!r} is not a number") from None
+            if not bounds:
+                raise DwsError(f"{where}: {key}: a range needs LOW, HIGH or both")
+            if "min" in bounds and "max" in bounds and bounds["min"] >= bounds["max"]:
+                raise DwsError(f"{where}: {key}: empty range {value!r}")
+            region[key] = bounds
+        else:
+            region[key] = {"in": [v.strip() for v in value.split("|") if v.strip()]}
+    return region
+
+
+def _check_hold_out(region: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(region, Mapping) or not region:
+        raise DwsError(f"split hold_out must be a non-empty mapping of conditions, got {region!r}")
+    out: dict[str, dict[str, Any]] = {}
+    for key, condition in region.items():
+        ok = (
+            isinstance(condition, Mapping)
+            and condition
+            and (
+                (set(condition) == {"in"} and isinstance(condition["in"], list) and condition["in"])
+                or (
+                    set(condition) <= {"min", "max"}
+                    and all(
+                        isinstance(v, (int, float)) and not isinstance(v, bool)
+                        for v in condition.values()
+                    )
+                )
+            )
+        )
+        if not ok:
+            raise DwsError(
+                f"split hold_out: condition on {key!r} must be {{in: [values]}} or "
+                f"{{min: low, max: high}}, got {condition!r}"
+            )
+        out[str(key)] = dict(condition)
+    return out
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    if value is None:
+        return str(wanted).lower() in ("none", "null")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return float(value) == float(wanted)
+        except (TypeError, ValueError):
+            return False
+    return str(value) == str(wanted)
+
+
+def hold_out_matcher(region: HoldOut) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether a manifest record's recipe (``hparams``) lies in ``region``."""
+    conditions = _check_hold_out(region)
+
+    def matches(record: Mapping[str, Any]) -> bool:
+        hparams = record.get("hparams") or {}
+        for key, condition in conditions.items():
+            value = hparams.get(key)
+            if "in" in condition:
+                if not any(_same(value, wanted) for wanted in condition["in"]):
+                    return False
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                return False
+            if "min" in condition and value < condition["min"]:
+                return False
+            if "max" in condition and value >= condition["max"]:
+                return False
+        return True
+
+    return matches
+
+
 def split_by_source(
     records: Sequence[Mapping[str, Any]],
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seed: int = 0,
     group_key: GroupKey = "image_index",
     split_key: str = "image_split",
+    hold_out: HoldOut | None = None,
 ) -> dict[str, list[str]]:
     """Split ``records`` into train/val/test by network and by source image (module docstring).
 
     ``group_key`` is the label naming a net's source (default ``image_index``), or a function of
     the record returning a hashable group (or None for "no group"), e.g. to keep the checkpoints
     of one classifier training run together. ``split_key`` is the label giving the source's
-    official split. Ids come back in record order within each split.
+    official split. ``hold_out`` (a recipe region, see :func:`parse_hold_out`) adds the split
+    ``test_heldout_recipe``. Ids come back in record order within each split.
     """
     train_f, val_f, test_f = _fractions(fractions)
+    matches = hold_out_matcher(hold_out) if hold_out is not None else None
+    held: set[str] = set()
+    held_groups: set[str] = set()
     groups: dict[str, list[str]] = {}
     official_test: set[str] = set()
     for record in records:
@@ -104,6 +218,13 @@ def split_by_source(
             if origin == "test":
                 official_test.add(key)
         groups.setdefault(key, []).append(str(record["id"]))
+        if matches is not None and matches(record):
+            held.add(str(record["id"]))
+            held_groups.add(key)
+    # groups touching the held-out region stay out of train/val: held nets to the held-out
+    # split, their other nets to test
+    touched = [i for key in held_groups for i in groups.pop(key)]
+    official_test -= held_groups
 
     if official_test:
         if train_f + val_f <= 0:
@@ -115,8 +236,13 @@ def split_by_source(
         parts["test"] = [str(r["id"]) for r in records if str(r["id"]) in test_ids]
     else:
         parts = _divide(groups, (train_f, val_f, test_f), SPLITS, seed)
+    names: tuple[str, ...] = SPLITS
+    if matches is not None:
+        names = ALL_SPLITS
+        parts["test"].extend(i for i in touched if i not in held)
+        parts[HELDOUT_SPLIT] = [i for i in touched if i in held]
     order = {str(r["id"]): n for n, r in enumerate(records)}
-    return {name: sorted(parts[name], key=order.__getitem__) for name in SPLITS}
+    return {name: sorted(parts[name], key=order.__getitem__) for name in names}
 
 
 def resolve_split_config(config: Mapping[str, Any] | None, *, seed: int) -> dict[str, Any]:
@@ -141,7 +267,7 @@ def split_from_config(config: Mapping[str, Any], *, default_seed: int = 0) -> Sp
     Keys (all optional): ``fractions`` (train, val, test), ``seed`` (default: the zoo seed),
     ``group_key`` (label name; null: split by net only) and ``split_key``.
     """
-    unknown = set(config) - {"method", "fractions", "seed", "group_key", "split_key"}
+    unknown = set(config) - {"method", "fractions", "seed", "group_key", "split_key", "hold_out"}
     if unknown or config.get("method", "by_source") != "by_source":
         raise DwsError(f"unknown split configuration {dict(config)}")
     fractions = _fractions(config.get("fractions", DEFAULT_FRACTIONS))
@@ -149,19 +275,23 @@ def split_from_config(config: Mapping[str, Any], *, default_seed: int = 0) -> Sp
     label = config.get("group_key", "image_index")
     group_key: GroupKey = str(label) if label is not None else (lambda _record: None)
     split_key = str(config.get("split_key", "image_split"))
+    hold_out = config.get("hold_out")
+    if hold_out is not None:
+        hold_out = _check_hold_out(hold_out)
 
     def split(records: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
-        return split_by_source(records, fractions, seed, group_key, split_key)
+        return split_by_source(records, fractions, seed, group_key, split_key, hold_out)
 
     return split
 
 
 def check_splits(splits: Mapping[str, Sequence[str]], ids: Sequence[str]) -> dict[str, list[str]]:
     """``splits`` as plain lists, after checking they partition ``ids`` exactly."""
-    extra = set(splits) - set(SPLITS)
+    extra = set(splits) - set(ALL_SPLITS)
     if extra:
-        raise DwsError(f"unknown split names {sorted(extra)}; splits are {', '.join(SPLITS)}")
-    out = {name: [str(i) for i in splits.get(name, [])] for name in SPLITS}
+        raise DwsError(f"unknown split names {sorted(extra)}; splits are {', '.join(ALL_SPLITS)}")
+    names = ALL_SPLITS if HELDOUT_SPLIT in splits else SPLITS
+    out = {name: [str(i) for i in splits.get(name, [])] for name in names}
     known = set(ids)
     seen: dict[str, str] = {}
     for name, members in out.items():

@@ -1,4 +1,5 @@
-"""Whole-zoo operations: verification, merging ``--shard i/n`` parts, and summary statistics."""
+"""Whole-zoo operations: verification, merging ``--shard i/n`` parts, re-splitting with a
+held-out recipe region, and summary statistics."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from dwscli.data.zoo_format import (
     MANIFEST_DIR,
     MANIFEST_FILE,
     SHARD_DIR,
-    SPLITS,
     SPLITS_FILE,
     ZooMeta,
     creation_info,
@@ -27,13 +27,19 @@ from dwscli.data.zoo_format import (
     read_jsonl,
     shard_name,
     tensor_names,
+    to_json_value,
 )
 from dwscli.data.zoo_loader import Zoo
-from dwscli.data.zoo_splits import SplitFn, check_splits
+from dwscli.data.zoo_splits import (
+    SplitFn,
+    check_splits,
+    hold_out_matcher,
+    resolve_split_config,
+)
 from dwscli.data.zoo_writer import completed_shards, finalize_zoo
 from dwscli.errors import DwsError
 
-__all__ = ["merge_zoos", "verify_zoo", "zoo_info"]
+__all__ = ["merge_zoos", "resplit_zoo", "verify_zoo", "zoo_info"]
 
 # safetensors dtype names of the storage dtypes
 _ST_DTYPES = {"float32": "F32", "float16": "F16"}
@@ -328,6 +334,31 @@ def _group_stats(records: Sequence[Mapping[str, Any]], group: str) -> dict[str, 
     return out
 
 
+def _category_counts(records: Sequence[Mapping[str, Any]], group: str) -> dict[str, dict[str, int]]:
+    """Counts of each value of every key of ``group`` whose values are strings or booleans (or
+    null, counted as ``none``): e.g. ``{"optimizer": {"adam": 60, "sgd": 40}}``."""
+    counts: dict[str, dict[str, int]] = {}
+    categorical: dict[str, bool] = {}
+    for record in records:
+        for key, value in (record.get(group) or {}).items():
+            ok = value is None or isinstance(value, (str, bool))
+            categorical[key] = categorical.get(key, True) and ok
+            name = (
+                "none"
+                if value is None
+                else str(value).lower()
+                if isinstance(value, bool)
+                else value
+            )
+            per_key = counts.setdefault(key, {})
+            per_key[name] = per_key.get(name, 0) + 1
+    return {
+        key: dict(sorted(counts[key].items(), key=lambda item: (-item[1], item[0])))
+        for key, ok in categorical.items()
+        if ok and set(counts[key]) != {"none"}
+    }
+
+
 def zoo_info(path: Path | str, *, verify: bool = True) -> dict[str, Any]:
     """A JSON-serialisable summary of a zoo (or of an unfinished part, with its progress).
 
@@ -347,7 +378,7 @@ def zoo_info(path: Path | str, *, verify: bool = True) -> dict[str, Any]:
     if finished:
         zoo = Zoo.open(root)
         records = zoo.records()
-        info["splits"] = {name: len(zoo.ids(name)) for name in SPLITS}
+        info["splits"] = {name: len(ids) for name, ids in zoo.splits.items()}
     else:
         done = completed_shards(root, meta)
         records = [
@@ -358,6 +389,58 @@ def zoo_info(path: Path | str, *, verify: bool = True) -> dict[str, Any]:
     info["nets"] = len(records)
     for group in ("metrics", "labels", "hparams"):
         info[group] = _group_stats(records, group)
+    info["categories"] = {
+        group: counts
+        for group in ("labels", "hparams")
+        if (counts := _category_counts(records, group))
+    }
     if verify:
         info["problems"] = verify_zoo(root)
     return info
+
+
+def resplit_zoo(
+    directory: Path | str, hold_out: Mapping[str, Any] | None, *, force: bool = False
+) -> Zoo:
+    """Split a finished zoo again with the held-out recipe region ``hold_out`` (None: without
+    one), rewriting the ``split`` entry of ``zoo.json`` and ``splits.json``.
+
+    Which nets are train, val and test changes with it, so processors trained on the old split
+    no longer have clean test numbers on it: the zoo is only rewritten with ``force`` (or when
+    the split stays as it is). A region no net of the zoo lies in, or that every net lies in, is
+    refused.
+    """
+    root = Path(directory)
+    zoo = Zoo.open(root)
+    meta = zoo.meta
+    config = {key: value for key, value in meta.split.items() if key != "hold_out"}
+    if hold_out is not None:
+        config["hold_out"] = dict(hold_out)
+        records = zoo.records()
+        fields = {key for record in records for key in (record.get("hparams") or {})}
+        for key in hold_out:
+            if key not in fields:
+                raise DwsError(
+                    f"{root}: --hold-out: no net records {key!r}; its recipe fields are "
+                    f"{', '.join(sorted(fields)) or 'none'}"
+                )
+        matches = hold_out_matcher(hold_out)
+        held = sum(1 for record in records if matches(record))
+        if held == 0 or held == len(records):
+            which = "none" if held == 0 else "every one"
+            raise DwsError(
+                f"{root}: --hold-out: the region holds {which} of the {len(records)} nets"
+            )
+    split = to_json_value(resolve_split_config(config, seed=meta.seed), where="split")
+    if split == meta.split and (root / SPLITS_FILE).is_file():
+        return zoo
+    if not force:
+        counts = ", ".join(f"{name} {len(ids)}" for name, ids in zoo.splits.items())
+        raise DwsError(
+            f"{root}: is split already ({counts}); splitting it again changes which nets are "
+            "test nets",
+            hint="pass --force to rewrite zoo.json's split and splits.json",
+        )
+    meta.split = split
+    meta.write(root)
+    return finalize_zoo(root)

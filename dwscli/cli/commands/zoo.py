@@ -12,7 +12,7 @@ from dwscli.cli.output import Output, key_value_table, make_table, progress_bar
 
 zoo_app = typer.Typer(
     name="zoo",
-    help="Make model zoos (INRs, sine INRs, classifiers) and inspect, export and merge them.",
+    help="Make model zoos (INRs, sine INRs, classifiers); inspect, export, merge and split them.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -33,6 +33,26 @@ ShardOption = Annotated[
 ]
 ShardSizeOption = Annotated[
     int | None, typer.Option("--shard-size", min=1, help="Nets per shard file (default: ~16 MB).")
+]
+RecipeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--recipe",
+        metavar="diverse|FILE.yaml",
+        help="Draw every net's fitting recipe from ranges: 'diverse' (optimiser Adam or SGD "
+        "with momentum, log-uniform learning rate, initialisation, batch size, weight decay; "
+        "see README) or a recipe file FILE.yaml naming the ranges. Default: one recipe.",
+    ),
+]
+HoldOutOption = Annotated[
+    str | None,
+    typer.Option(
+        "--hold-out",
+        metavar="KEY=A|B,KEY=LOW..HIGH",
+        help="Hold a recipe region out of train and val: its nets make up the extra split "
+        "test_heldout_recipe, e.g. 'optimizer=sgd,init=dwsnets' or 'lr=1e-3..1e-2' "
+        "(keys are the recorded hparams; LOW <= value < HIGH).",
+    ),
 ]
 
 
@@ -76,8 +96,11 @@ def inrs_command(
             "--recipe",
             help="Fitting preset: 'default' (2-32-32-32-1, SIREN init, Adam 3e-3, <= 300 steps, "
             "35 dB) or 'dwsnets' (the DWSNets authors' recipe: 2-32-32-1, small uniform init, "
-            "zero sine biases, output + 0.5, Adam 5e-4, <= 1,000 steps, 40 dB). The options "
-            "below override the preset.",
+            "zero sine biases, output + 0.5, Adam 5e-4, <= 1,000 steps, 40 dB); the options "
+            "below override the preset. Or a recipe-diverse zoo with the conventions of "
+            "'dwsnets': 'diverse' (every net draws optimiser Adam/SGD, log-uniform lr, step "
+            "budget, PSNR target or none, init, pixels per step, weight decay; see README) or "
+            "a recipe file FILE.yaml naming the ranges.",
         ),
     ] = "default",
     steps: Annotated[int | None, typer.Option(help="Step budget per net.")] = None,
@@ -105,6 +128,7 @@ def inrs_command(
             "interrupted run already has its test split).",
         ),
     ] = False,
+    hold_out: HoldOutOption = None,
     seed: SeedOption = 0,
     shard: ShardOption = None,
     shard_size: ShardSizeOption = None,
@@ -140,6 +164,7 @@ def inrs_command(
         seed=seed,
         shard_size=shard_size,
         test_first=test_first,
+        hold_out=api.hold_out_region(hold_out),
     )
 
 
@@ -151,6 +176,8 @@ def sines_command(
     compile_step: Annotated[
         bool, typer.Option("--compile/--no-compile", help="torch.compile the fitting step.")
     ] = True,
+    recipe: RecipeOption = None,
+    hold_out: HoldOutOption = None,
     seed: SeedOption = 0,
     shard: ShardOption = None,
     shard_size: ShardSizeOption = None,
@@ -158,7 +185,11 @@ def sines_command(
 ) -> None:
     """Fit 1-D SIRENs to a·sin(b·x) on [-π, π] with a, b ~ U(0, 10) (a, b recorded as labels)."""
     from dwscli import api
+    from dwscli.data.recipes import resolve_recipe
 
+    if recipe is not None:
+        resolve_recipe(recipe, "sine")  # a bad recipe is refused before anything else
+    region = api.hold_out_region(hold_out)
     _setup(threads)
     total = api.zoo_part_size(count, part=shard, shard_size=shard_size, spec=spec)
     _make(
@@ -171,8 +202,10 @@ def sines_command(
         spec=spec,
         steps=steps,
         compiled=compile_step,
+        recipe=recipe,
         seed=seed,
         shard_size=shard_size,
+        hold_out=region,
     )
 
 
@@ -195,6 +228,17 @@ def classifiers_command(
         str | None,
         typer.Option(help="Also record accuracy on the test set under this corruption."),
     ] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            "--recipe",
+            metavar="diverse|FILE.yaml",
+            help="Also draw every net's optimiser (Adam, or SGD with momentum and its own lr "
+            "range), initialisation (torch-linear, he-normal, xavier-uniform) and minibatch "
+            "size: 'diverse' or a recipe file FILE.yaml. Default: Adam, torch init, batch 128.",
+        ),
+    ] = None,
+    hold_out: HoldOutOption = None,
     seed: SeedOption = 0,
     shard: ShardOption = None,
     shard_size: ShardSizeOption = None,
@@ -204,8 +248,12 @@ def classifiers_command(
     number of steps, training subset, label noise, dropout and seed; record test accuracy,
     train accuracy and loss of every net."""
     from dwscli import api
+    from dwscli.data.recipes import resolve_recipe
 
     api.classifier_preset(preset)  # an unknown preset is refused before anything else
+    if recipe is not None:
+        resolve_recipe(recipe, "classifier")
+    region = api.hold_out_region(hold_out)
     _setup(threads)
     total = api.zoo_part_size(count, part=shard, shard_size=shard_size, spec=spec)
     _make(
@@ -220,8 +268,10 @@ def classifiers_command(
         spec=spec,
         pool=pool,
         eval_corruption=eval_corruption,
+        recipe=recipe,
         seed=seed,
         shard_size=shard_size,
+        hold_out=region,
     )
 
 
@@ -232,13 +282,26 @@ def _distribution_rows(info: dict[str, Any]) -> list[list[object]]:
     rows = []
     for group in ("metrics", "labels", "hparams"):
         for key, stats in (info.get(group) or {}).items():
+            if not stats.get("count"):
+                continue
+            missing = stats.get("missing") or 0
             rows.append(
                 [
                     f"{group[:-1] if group != 'hparams' else 'hparam'} {key}",
-                    stats["count"],
+                    f"{stats['count']} (+{missing} none)" if missing else stats["count"],
                     *(f"{stats[k]:.4g}" for k in ("min", "p10", "median", "p90", "max", "mean")),
                 ]
             )
+    return rows
+
+
+def _category_rows(info: dict[str, Any]) -> list[list[object]]:
+    """One row per categorical field (e.g. ``hparam optimizer | adam 61, sgd 39``)."""
+    rows: list[list[object]] = []
+    for group, fields in (info.get("categories") or {}).items():
+        label = "hparam" if group == "hparams" else group[:-1]
+        for key, counts in fields.items():
+            rows.append([f"{label} {key}", ", ".join(f"{v} {n}" for v, n in counts.items())])
     return rows
 
 
@@ -271,6 +334,9 @@ def info_command(
         )
         problems = info.get("problems") or []
         parts: list[Any] = [key_value_table(summary), table]
+        categories = _category_rows(info)
+        if categories:
+            parts.append(make_table(["field", "values (count)"], categories))
         if problems:
             parts.append(key_value_table({"problem": "; ".join(problems)}))
         return Group(*parts)
@@ -304,6 +370,33 @@ def export_command(
     out.success(f"wrote {len(paths)} checkpoints to {out_dir}")
 
 
+def split_command(
+    directory: Annotated[str, typer.Argument(metavar="DIR")],
+    hold_out: Annotated[
+        str,
+        typer.Option(
+            "--hold-out",
+            metavar="KEY=A|B,KEY=LOW..HIGH",
+            help="The recipe region to hold out of train and val (its nets become the split "
+            "test_heldout_recipe), e.g. 'optimizer=sgd,init=dwsnets' or 'lr=1e-3..1e-2'; "
+            "'none' splits without one.",
+        ),
+    ],
+    force: ForceOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Split a finished zoo again with a held-out recipe region (rewrites zoo.json's split and
+    splits.json; the nets stay as they are). Source images still stay in one split."""
+    from dwscli.api import split_zoo
+
+    region = None if hold_out.strip().lower() == "none" else hold_out
+    zoo = split_zoo(directory, hold_out=region, force=force)
+    counts = {name: len(ids) for name, ids in zoo.splits.items()}
+    out = Output(json_mode=json_output)
+    out.emit(counts, render=lambda: None)
+    out.success(f"split {directory}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
 def merge_command(
     parts: Annotated[list[str], typer.Argument(metavar="PART...", help="Part directories.")],
     out_dir: OutOption,
@@ -319,9 +412,13 @@ EXAMPLES = {
     "inrs": (
         "  dws zoo inrs --dataset mnist -o zoos/mnist-inr\n\n"
         "  dws zoo inrs --dataset fashion-mnist -o zoos/fmnist-inr --shard 2/8\n\n"
-        "  dws zoo inrs --dataset mnist --count 500 -o /tmp/small --no-compile"
+        "  dws zoo inrs --dataset mnist --count 500 -o /tmp/small --no-compile\n\n"
+        "  dws zoo inrs -d mnist --recipe diverse --hold-out 'optimizer=sgd' -o zoos/mnist-div"
     ),
-    "sines": "  dws zoo sines --count 5000 -o zoos/sines",
+    "sines": (
+        "  dws zoo sines --count 5000 -o zoos/sines\n\n"
+        "  dws zoo sines --count 5000 --recipe my-recipes.yaml -o zoos/sines-div"
+    ),
     "classifiers": (
         "  dws zoo classifiers --dataset fashion-mnist --count 5000 -o zoos/fmnist-clf\n\n"
         "  dws zoo classifiers -d fashion-mnist -n 2000 --preset adaptation "
@@ -333,6 +430,10 @@ EXAMPLES = {
         "  dws zoo export zoos/mnist-inr --split test --limit 10 -o inrs/"
     ),
     "merge": "  dws zoo merge part1 part2 part3 -o zoos/fmnist-inr",
+    "split": (
+        "  dws zoo split zoos/mnist-inr-diverse --hold-out 'optimizer=sgd,init=dwsnets' --force"
+        "\n\n  dws zoo split zoos/mnist-inr-diverse --hold-out 'lr=1e-3..3e-3' --force"
+    ),
 }
 
 
@@ -346,6 +447,7 @@ def register(app: typer.Typer) -> None:
             "info": info_command,
             "export": export_command,
             "merge": merge_command,
+            "split": split_command,
         },
         EXAMPLES,
     )
