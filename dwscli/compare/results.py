@@ -24,6 +24,8 @@ class RunRecord:
     val: dict[str, float] = field(default_factory=dict)
     #: the best model's metrics on the fixed training sample (empty for older cards)
     train: dict[str, float] = field(default_factory=dict)
+    #: the best model's metrics on the held-out-recipe nets (empty when the zoo has none)
+    heldout: dict[str, float] = field(default_factory=dict)
     parameters: int | None = None
     seconds: float | None = None
     best_epoch: int | None = None

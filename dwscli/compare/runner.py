@@ -127,6 +127,7 @@ def record_from_card(run: RunPlan, card: ProcessorCard, status: RunStatus) -> Ru
         test=_floats(metrics.get("test")),
         val=_floats(metrics.get("val")),
         train=_floats(metrics.get("train")),
+        heldout=_floats(metrics.get("test_heldout_recipe")),
         parameters=card.model.parameters,
         seconds=training.get("seconds"),
         best_epoch=training.get("best_epoch"),

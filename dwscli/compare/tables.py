@@ -2,14 +2,16 @@
 
 - ``results.md``: what was compared (task, zoo, split sizes, budget, seeds, each arch's options),
   then one table row per arch: mean ± std over seeds of the task's test metrics (the best metric
-  first, in bold for the best arch and every arch tied with it; ``loss`` only in the CSV),
-  parameters, training time (the trainer's epoch time in seconds) and ``runs`` as
+  first, in bold for the best arch and every arch tied with it; ``loss`` only in the CSV), the
+  best metric on the held-out-recipe nets (only when the zoo has a ``test_heldout_recipe``
+  split), parameters, training time (the trainer's epoch time in seconds) and ``runs`` as
   finished/planned. A trainer baseline the task fits beside every run (StatNN for ``accuracy``)
   gets a row ``baseline:<name>``. With one seed a cell is the value alone; std is the sample
   standard deviation (n - 1).
 - ``results.csv``: one row per run (``seed`` 0, 1, …; ``status`` trained, reused or failed), then
   per arch a ``mean`` and a ``std`` row (``seed`` column). Columns: ``arch, seed, status``,
-  ``test_<metric>`` for every test metric, ``val_<metric>``, ``parameters, seconds, best_epoch,
+  ``test_<metric>`` for every test metric, ``test_heldout_recipe_<metric>`` (when the zoo has that
+  split), ``val_<metric>``, ``parameters, seconds, best_epoch,
   epochs_run, processor, error``. Baselines use ``arch`` = ``baseline:<name>``.
 - ``results.png``: a bar per arch (and baseline) of the best metric's mean, std as error bars.
 
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from dwscli.train.config import TrainConfig
 
 HIDDEN_IN_MARKDOWN = ("loss",)
+HELDOUT = "test_heldout_recipe"  # the held-out-recipe split's name (dwscli.data.zoo_format)
 
 
 def metric_names(records: Sequence[RunRecord], best: str) -> list[str]:
@@ -73,6 +76,7 @@ def summarise(
         done = [r for r in records if r.arch == arch and r.ok]
         mean, std = _stats([r.test for r in done], metrics)
         train_mean, train_std = _stats([r.train for r in done], metrics)
+        heldout_mean, heldout_std = _stats([r.heldout for r in done if r.heldout], metrics)
         seconds = mean_std([r.seconds for r in done if r.seconds is not None])
         parameters = {r.parameters for r in done if r.parameters is not None}
         rows.append(
@@ -85,6 +89,8 @@ def summarise(
                 "std": std,
                 "train_mean": train_mean,
                 "train_std": train_std,
+                "heldout_mean": heldout_mean,
+                "heldout_std": heldout_std,
                 "parameters": max(parameters) if parameters else None,
                 "seconds_mean": seconds[0],
                 "seconds_std": seconds[1],
@@ -102,6 +108,8 @@ def summarise(
                 "std": std,
                 "train_mean": {},
                 "train_std": {},
+                "heldout_mean": {},
+                "heldout_std": {},
                 "parameters": None,
                 "seconds_mean": math.nan,
                 "seconds_std": math.nan,
@@ -162,7 +170,10 @@ def markdown(result: CompareResult, base: TrainConfig, runs: Sequence[RunPlan]) 
     lines += _context_lines(result, base, runs)
     best = _best_systems(result)
     train_column = f"train {result.best_metric}"
-    header = ["arch", *shown, train_column, "parameters", "train time (s)", "runs"]
+    heldout = has_heldout(result)
+    heldout_columns = [f"held-out recipes {result.best_metric}"] if heldout else []
+    header = ["arch", *shown, *heldout_columns, train_column, "parameters", "train time (s)"]
+    header.append("runs")
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
     for row in result.summary:
         cells = [row["system"]]
@@ -172,6 +183,13 @@ def markdown(result: CompareResult, base: TrainConfig, runs: Sequence[RunPlan]) 
                 text = f"**{text}**"
             cells.append(text)
         best_metric = result.best_metric
+        if heldout:
+            cells.append(
+                cell(
+                    row["heldout_mean"].get(best_metric, math.nan),
+                    row["heldout_std"].get(best_metric, math.nan),
+                )
+            )
         cells.append(
             cell(
                 row["train_mean"].get(best_metric, math.nan),
@@ -189,11 +207,18 @@ def markdown(result: CompareResult, base: TrainConfig, runs: Sequence[RunPlan]) 
     return "\n".join(lines) + "\n"
 
 
+def has_heldout(result: CompareResult) -> bool:
+    """Whether any run was also scored on held-out-recipe nets."""
+    return any(r.heldout for r in result.runs)
+
+
 def _context_lines(result: CompareResult, base: TrainConfig, runs: Sequence[RunPlan]) -> list[str]:
     zoo = _zoo_info(result)
     s = base.train
     splits = zoo.get("splits") or {}
     split_text = "/".join(str(splits.get(k, "?")) for k in ("train", "val", "test"))
+    if splits.get("test_heldout_recipe"):
+        split_text += f" (+{splits['test_heldout_recipe']} held-out-recipe test)"
     seeds = "0" if result.seeds == 1 else f"0..{result.seeds - 1}"
     direction = "higher" if result.higher_is_better else "lower"
     lines = [
@@ -251,11 +276,13 @@ def _zoo_info(result: CompareResult) -> dict[str, Any]:
 def csv_text(result: CompareResult) -> str:
     val_names = list(dict.fromkeys(k for r in result.runs for k in r.val))
     train_names = list(dict.fromkeys(k for r in result.runs for k in r.train))
+    heldout = result.metrics if has_heldout(result) else []
     columns = [
         "arch",
         "seed",
         "status",
         *(f"test_{m}" for m in result.metrics),
+        *(f"{HELDOUT}_{m}" for m in heldout),
         *(f"val_{m}" for m in val_names),
         *(f"train_{m}" for m in train_names),
         "parameters",
@@ -277,6 +304,7 @@ def csv_text(result: CompareResult) -> str:
     for record in result.runs:
         row: dict[str, Any] = {"arch": record.arch, "seed": record.seed, "status": record.status}
         row.update({f"test_{m}": record.test.get(m) for m in result.metrics})
+        row.update({f"{HELDOUT}_{m}": record.heldout.get(m) for m in heldout})
         row.update({f"val_{m}": record.val.get(m) for m in val_names})
         row.update({f"train_{m}": record.train.get(m) for m in train_names})
         row.update(
@@ -297,6 +325,7 @@ def csv_text(result: CompareResult) -> str:
         for stat in ("mean", "std"):
             row = {"arch": summary["system"], "seed": stat}
             row.update({f"test_{m}": summary[stat].get(m) for m in result.metrics})
+            row.update({f"{HELDOUT}_{m}": summary[f"heldout_{stat}"].get(m) for m in heldout})
             if summary["kind"] == "arch":
                 row["parameters"] = summary["parameters"] if stat == "mean" else None
                 row["seconds"] = summary[f"seconds_{stat}"]

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from dwscli.data.zoo import Zoo
+from dwscli.data.zoo_format import HELDOUT_SPLIT
 from dwscli.errors import DwsError
 from dwscli.nn.archs import get_arch
 from dwscli.nn.heads import live_head_units
@@ -79,8 +80,14 @@ class Trainer:
         )
         self.val_nets = SplitNets.of(self.zoo, "val", keys, maps)
         self.test_nets = SplitNets.of(self.zoo, "test", keys, maps)
-        for nets in (self.train_nets, self.val_nets, self.test_nets):
-            self.task.check_targets(nets.name, nets.targets, nets.ids)
+        # nets of a held-out recipe region (recipe-diverse zoos): scored beside test, never
+        # trained or selected on
+        self.heldout_nets: SplitNets | None = None
+        if self.zoo.splits.get(HELDOUT_SPLIT):
+            self.heldout_nets = SplitNets.of(self.zoo, HELDOUT_SPLIT, keys, maps)
+        for nets in (self.train_nets, self.val_nets, self.test_nets, self.heldout_nets):
+            if nets is not None:
+                self.task.check_targets(nets.name, nets.targets, nets.ids)
         # A fixed sample of training nets: the normaliser is fitted on it, and the loss on it
         # before and after training shows what training did (cheaper than the whole split).
         sample = min(s.normalizer_nets, len(self.train_nets))
@@ -297,7 +304,11 @@ class Trainer:
                 "epochs": s.epochs,
                 "start_epoch": self.epoch,
                 "steps_per_epoch": self.steps_per_epoch,
-                "nets": {n.name: len(n) for n in (self.train_nets, self.val_nets, self.test_nets)},
+                "nets": {
+                    n.name: len(n)
+                    for n in (self.train_nets, self.val_nets, self.test_nets, self.heldout_nets)
+                    if n is not None
+                },
                 "device": str(self.device),
                 "world_size": self.env.world_size,
                 "parameters": sum(p.numel() for p in self.model.parameters()),
@@ -387,6 +398,8 @@ class Trainer:
         # "train": the best model on the fixed training sample, so a card (and a comparison
         # table) shows whether the model fits its own training nets
         metrics = {"train": train_sample, "val": self.best_val, "test": test}
+        if self.heldout_nets is not None:
+            metrics[HELDOUT_SPLIT] = self.evaluate(self.heldout_nets)
         baselines = self.fit_baselines()
         card_path, weights_path = config.processor_path, config.weights_path
         if self.env.is_main:

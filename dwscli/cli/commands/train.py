@@ -61,7 +61,11 @@ class TrainProgress:
     # Reporter interface ---------------------------------------------------------------------
     def start(self, info: dict[str, Any]) -> None:
         self.epochs, self.best_metric = info["epochs"], info["best_metric"]
+        from dwscli.data.zoo_format import HELDOUT_SPLIT
+
         nets = "/".join(str(info["nets"][k]) for k in ("train", "val", "test"))
+        if HELDOUT_SPLIT in info["nets"]:
+            nets += f" (+{info['nets'][HELDOUT_SPLIT]} held-out-recipe test)"
         self._print(
             f"training {info['name']} ({info['task']}): {nets} train/val/test nets, "
             f"{info['parameters']:,} parameters, {info['device']}, "
@@ -128,6 +132,8 @@ class TrainProgress:
 def _render(result: dict[str, Any]) -> object:
     from rich.console import Group
 
+    from dwscli.data.zoo_format import HELDOUT_SPLIT
+
     summary = key_value_table(
         {
             "processor": result["processor"],
@@ -144,6 +150,11 @@ def _render(result: dict[str, Any]) -> object:
         ("train sample, best model", result["train_sample"]),
         ("val, best epoch", result["metrics"]["val"]),
         ("test, best model", result["metrics"]["test"]),
+        *(
+            [("test, held-out recipes", result["metrics"][HELDOUT_SPLIT])]
+            if HELDOUT_SPLIT in result["metrics"]
+            else []
+        ),
         *((f"test, {name}", by_split["test"]) for name, by_split in result["baselines"].items()),
     ]
     names = list(result["metrics"]["test"])

@@ -41,6 +41,7 @@ from torch import Tensor
 
 from dwscli.data.classifier_train import ImageData
 from dwscli.data.zoo import Zoo, ZooBatch
+from dwscli.data.zoo_format import HELDOUT_SPLIT
 from dwscli.errors import DwsError
 from dwscli.train.data import generator
 from dwscli.train.tasks.base import Task
@@ -265,7 +266,7 @@ class AdaptTask(Task):
     # evaluation ---------------------------------------------------------------------------------
     def _eval_images(self, batch: ZooBatch) -> tuple[str, ImageData]:
         """Test-split nets are scored on the test images, all others on the held-out ones."""
-        if batch.ids and self.zoo.split_of(batch.ids[0]) == "test":
+        if batch.ids and self.zoo.split_of(batch.ids[0]) in ("test", HELDOUT_SPLIT):
             return "test", self.images.test
         return "val", self.images.val
 
