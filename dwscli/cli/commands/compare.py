@@ -67,9 +67,11 @@ class CompareProgress:
 
 
 def _render(result: CompareResult) -> object:
-    from dwscli.compare.tables import HIDDEN_IN_MARKDOWN, cell
+    from dwscli.compare.tables import HIDDEN_IN_MARKDOWN, cell, has_heldout
 
     names = [n for n in result.metrics if n not in HIDDEN_IN_MARKDOWN]
+    best = result.best_metric
+    heldout = has_heldout(result)
     rows = [
         [
             row["system"],
@@ -77,14 +79,26 @@ def _render(result: CompareResult) -> object:
                 cell(row["mean"].get(n, float("nan")), row["std"].get(n, float("nan")))
                 for n in names
             ),
+            *(
+                [
+                    cell(
+                        row["heldout_mean"].get(best, float("nan")),
+                        row["heldout_std"].get(best, float("nan")),
+                    )
+                ]
+                if heldout
+                else []
+            ),
             "-" if row["parameters"] is None else f"{row['parameters']:,}",
             cell(row["seconds_mean"], row["seconds_std"], 1),
             f"{row['runs']}/{row['planned']}",
         ]
         for row in result.summary
     ]
+    header = ["arch", *(f"test {n}" for n in names)]
+    header += [f"held-out recipes {best}"] if heldout else []
     return make_table(
-        ["arch", *(f"test {n}" for n in names), "parameters", "train time (s)", "runs"],
+        [*header, "parameters", "train time (s)", "runs"],
         rows,
         title=f"{result.name}: {result.task}, mean ± std over {result.seeds} seed(s)",
     )
