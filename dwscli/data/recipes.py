@@ -113,6 +113,8 @@ PRESETS: dict[str, dict[str, RecipeSpace]] = {
         "diverse": RecipeSpace(
             kind="sine",
             base=None,
+            # the signals' amplitudes reach 10, so their gradients are ~100x an image's
+            lr_sgd=(1e-5, 1e-3),
             steps=(100, 1000),
             targets=(1e-2, 1e-3, 1e-4, None),
             batch=(None, 64),
