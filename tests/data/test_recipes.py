@@ -300,6 +300,50 @@ def test_a_diverse_inr_zoo_records_every_recipe_and_parts_make_the_same_zoo(
     merged = merge_zoos([tmp_path / "1of2", tmp_path / "2of2"], tmp_path / "merged")
     assert torch.equal(merged.get(merged.ids()).flatten(), whole.get(whole.ids()).flatten())
     assert merged.records() == whole.records()
+    # a run killed after its first shard resumes into the same zoo
+    shard = whole.path / "shards" / "shard-00001.safetensors"
+    data = shard.read_bytes()
+    shard.unlink()
+    (whole.path / "manifest.d" / "shard-00001.jsonl").unlink()
+    resumed = make_inr_zoo(whole.path, "mnist", count=12, config=config, shard_size=6)
+    assert resumed is not None and shard.read_bytes() == data
+
+
+def test_a_diverse_classifier_zoo_trains_with_both_optimisers_and_every_batch(
+    tmp_path: Path,
+) -> None:
+    from dwscli.data.classifier_train import ClassifierZooConfig, HparamRanges
+    from dwscli.data.zoo_make import make_classifier_zoo
+
+    config = ClassifierZooConfig(
+        chunk=16,
+        ranges=HparamRanges(
+            lr=(1e-3, 3e-3),
+            init_scale=(0.8, 1.25),
+            steps=(100, 150),
+            subset=(3000, 6000),
+            label_noise=(0.0, 0.05),
+            dropout=(0.0, 0.1),
+        ),
+        recipe=PRESETS["classifier"]["diverse"],
+    )
+    zoo = make_classifier_zoo(tmp_path / "z", "mnist", count=16, config=config, shard_size=16)
+    assert zoo is not None
+    records = zoo.records()
+    assert {r["hparams"]["optimizer"] for r in records} == {"adam", "sgd"}
+    assert {r["hparams"]["init"] for r in records} <= set(CLASSIFIER_INITS)
+    for record in records:
+        hp = record["hparams"]
+        assert hp["batch_size"] in (32, 64, 128, 256)
+        assert hp["epochs"] == pytest.approx(hp["steps"] * hp["batch_size"] / hp["subset"])
+        if hp["optimizer"] == "sgd":
+            assert 1e-3 <= hp["lr"] <= 1e-1 and hp["momentum"] == 0.9
+        assert record["metrics"]["test_acc"] > 0.12, hp  # chance is 0.1
+    for optimizer in ("adam", "sgd"):  # both train: most nets far above chance
+        accuracies = [
+            r["metrics"]["test_acc"] for r in records if r["hparams"]["optimizer"] == optimizer
+        ]
+        assert sorted(accuracies)[len(accuracies) // 2] > 0.6, (optimizer, accuracies)
 
 
 def test_a_diverse_sine_zoo_fits_with_both_optimisers(tmp_path: Path) -> None:
