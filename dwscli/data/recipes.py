@@ -226,8 +226,6 @@ def _choices(value: Any, where: str, key: str, allowed: tuple[str, ...]) -> tupl
 def space_from_mapping(data: Any, kind: str, where: str) -> RecipeSpace:
     """A recipe space from the mapping of a recipe file (keys left out keep the ``diverse``
     preset's values for ``kind``); bad keys and values are one-line errors naming ``where``."""
-    from dwscli.data.zoo_make import INR_RECIPES
-
     if not isinstance(data, Mapping):
         raise DwsError(f"{where}: a recipe file is a mapping of keys (optimizer, lr, …)")
     space = PRESETS[kind]["diverse"]
@@ -258,13 +256,10 @@ def space_from_mapping(data: Any, kind: str, where: str) -> RecipeSpace:
         if not isinstance(data["name"], str) or not data["name"].strip():
             raise DwsError(f"{where}: name: expected a non-empty string")
         changes["name"] = data["name"].strip()
-    if "base" in data:
-        if data["base"] not in INR_RECIPES:
-            raise DwsError(
-                f"{where}: base: unknown INR recipe {data['base']!r}; "
-                f"choose one of {', '.join(INR_RECIPES)}"
-            )
-        changes["base"] = data["base"]
+    if "base" in data:  # checked against the INR recipes by the INR zoo maker
+        if not isinstance(data["base"], str) or not data["base"].strip():
+            raise DwsError(f"{where}: base: expected the name of an INR recipe")
+        changes["base"] = data["base"].strip()
     if "optimizer" in data:
         changes["optimizers"] = _choices(data["optimizer"], where, "optimizer", OPTIMIZERS)
     if "lr" in data:

@@ -121,6 +121,11 @@ def inr_recipe(name: str, **overrides: object) -> InrZooConfig:
             f"{option} sets one value for every net, but recipe {name!r} draws it per net; "
             "change its range in a recipe file instead"
         )
+    if (space.base or "default") not in INR_RECIPES:
+        raise DwsError(
+            f"{name}: base: unknown INR recipe {space.base!r}; choose one of "
+            f"{', '.join(INR_RECIPES)}"
+        )
     base = INR_RECIPES[space.base or "default"]
     return replace(base, recipe=space.name, ranges=space, **chosen)
 

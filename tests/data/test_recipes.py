@@ -412,6 +412,7 @@ def test_zoo_info_shows_the_recipe_distribution(tmp_path: Path) -> None:
         ("target: [-3]\n", "target: must be positive"),
         ("- a list\n", "a recipe file is a mapping"),
         ("optimizer: [adam\n", "not valid YAML"),
+        ("base: siren\n", "base: unknown INR recipe 'siren'"),
     ],
 )
 def test_bad_recipe_files_are_one_line_errors_naming_the_file(
@@ -420,7 +421,7 @@ def test_bad_recipe_files_are_one_line_errors_naming_the_file(
     path = tmp_path / "bad.yaml"
     path.write_text(content)
     with pytest.raises(DwsError) as caught:
-        load_recipe_file(path, "inr")
+        inr_recipe(str(path))
     assert str(path) in caught.value.message and fragment in caught.value.message
     result = dws(
         "zoo", "inrs", "-d", "mnist", "-n", "2", "--recipe", str(path), "-o", str(tmp_path / "z")

@@ -382,7 +382,14 @@ def split_command(
             "'none' splits without one.",
         ),
     ],
-    force: ForceOption = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            "-f",
+            help="Rewrite the zoo's split even though that changes which nets are test nets.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Split a finished zoo again with a held-out recipe region (rewrites zoo.json's split and
