@@ -20,6 +20,7 @@ from dwscli.processors.pipeline import (
     ErrorHandler,
     ProcessorUnavailable,
     Progress,
+    WarningHandler,
     load_items,
     open_processor,
     output_path_for,
@@ -86,6 +87,7 @@ def adapt(
     fail_fast: bool = False,
     on_error: ErrorHandler | None = None,
     progress: Progress | None = None,
+    on_warning: WarningHandler | None = None,
 ) -> list[dict[str, Any]]:
     """Adapt classifiers to the processor's target domain: new weights, written beside.
 
@@ -111,6 +113,7 @@ def adapt(
         on_error=on_error,
         progress=progress,
         out_dir=out_dir,
+        on_warning=on_warning,
     )
 
 

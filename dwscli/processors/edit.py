@@ -15,6 +15,7 @@ from dwscli.processors.pipeline import (
     ErrorHandler,
     Item,
     Progress,
+    WarningHandler,
     load_items,
     open_processor,
     output_path_for,
@@ -94,6 +95,7 @@ def edit(
     fail_fast: bool = False,
     on_error: ErrorHandler | None = None,
     progress: Progress | None = None,
+    on_warning: WarningHandler | None = None,
 ) -> list[dict[str, Any]]:
     """Edit what each INR draws (``op``: dilate, …) in one forward pass, writing new INRs.
 
@@ -139,6 +141,7 @@ def edit(
         progress=progress,
         written_hook=keep_for_preview,
         out_dir=out_dir,
+        on_warning=on_warning,
     )
     if preview is not None and shown:
         write_preview(preview, shown, editor, op, force=force)

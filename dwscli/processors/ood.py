@@ -1,0 +1,388 @@
+"""Out-of-distribution check: is an input net unlike every net a processor was trained on?
+
+A processor says nothing reliable about nets unlike its training zoo, and nothing in its output
+shows it. Its card therefore records what the training nets looked like (the ``ood`` section),
+and every processor command scores each input against it.
+
+What is recorded: per tensor ``W_i`` and ``b_i`` of a net, a few statistics that do not change
+under hidden-neuron permutations (they are symmetric functions of the tensor's entries):
+
+* ``log_rms``: log of the root mean square of the entries;
+* ``mean``: the mean entry;
+* ``log_abs_median``: log of the median of ``|w|``;
+* ``log_abs_max``: log of the largest ``|w|``.
+
+For each statistic the card stores a robust centre and scale over the training split (median
+and 1.4826 x the median absolute deviation, so that a few odd training nets do not widen it;
+the scale has a floor, see :func:`fit_profile`). A net's score is its largest robust z-score
+``|s - centre| / scale`` over all statistics; it is out of distribution when the score exceeds
+the card's ``threshold``. The threshold is calibrated on nets the centre and scale were not
+fitted on (the zoo's validation split): the smallest value that flags at most 1 % of them. The
+card also records the flagged fraction on a third set (the test split) as a check.
+
+The warning names the statistic with the largest z-score and says how far off it is, as a
+ratio for the log statistics (``W1 RMS 8.3x the training nets'``).
+
+Section layout (written by ``dws train`` and ``scripts/calibrate_ood.py``)::
+
+    ood:
+      method: max robust z-score of per-tensor statistics (permutation-invariant)
+      threshold: 6.2
+      centre: {W1.log_rms: -1.2, W1.mean: 0.001, ...}
+      scale: {W1.log_rms: 0.02, W1.mean: 0.003, ...}
+      fitted_on: {split: train, nets: 800}
+      calibrated_on: {split: val, nets: 100, flagged: 0.01}
+      checked_on: {split: test, nets: 100, flagged: 0.01}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dwscli.errors import DwsError
+from dwscli.weights.space import WeightSpace
+
+#: The statistics of each tensor, in the order :func:`net_statistics` computes them.
+STATISTICS = ("log_rms", "mean", "log_abs_median", "log_abs_max")
+#: How a statistic is named in a warning.
+_SHOWN = {
+    "log_rms": "RMS",
+    "mean": "mean",
+    "log_abs_median": "median |w|",
+    "log_abs_max": "max |w|",
+}
+#: The most held-out calibration nets the threshold may flag.
+FLAG_FRACTION = 0.01
+#: 1.4826 x MAD estimates the standard deviation of normally distributed values.
+MAD_TO_STD = 1.4826
+#: Floors of a statistic's scale, so that a statistic constant over the training nets does not
+#: make every tiny difference an outlier: relative for the log statistics (0.1 %), relative to
+#: the tensor's typical RMS for the mean.
+LOG_SCALE_FLOOR = 1e-3
+MEAN_SCALE_FLOOR = 1e-3
+_EPS = 1e-12
+METHOD = "max robust z-score of per-tensor statistics (permutation-invariant)"
+
+
+def tensor_names(depth: int) -> list[str]:
+    """``W1 … Wd, b1 … bd``: the names the card uses (as in its ``normalization`` section)."""
+    return [f"W{i + 1}" for i in range(depth)] + [f"b{i + 1}" for i in range(depth)]
+
+
+def statistic_names(depth: int) -> list[str]:
+    """``W1.log_rms``, ``W1.mean``, …: one per tensor and statistic."""
+    return [f"{tensor}.{stat}" for tensor in tensor_names(depth) for stat in STATISTICS]
+
+
+def net_statistics(space: WeightSpace) -> Tensor:
+    """``[B, S]`` float64: the statistics of each net, in :func:`statistic_names` order.
+
+    Each is a symmetric function of one tensor's entries, so permuting hidden neurons (which
+    only reorders rows and columns) leaves it unchanged.
+    """
+    columns: list[Tensor] = []
+    batch = space.batch_size
+    for tensor in [*space.weights, *space.biases]:
+        flat = tensor.detach().reshape(batch, -1).to(torch.float64)
+        magnitude = flat.abs()
+        columns += [
+            (flat.square().mean(1).sqrt() + _EPS).log(),
+            flat.mean(1),
+            (magnitude.median(1).values + _EPS).log(),
+            (magnitude.amax(1) + _EPS).log(),
+        ]
+    return torch.stack(columns, 1).cpu()
+
+
+def collect_statistics(spaces: Iterable[WeightSpace]) -> Tensor:
+    """The statistics of every net of several batches, stacked."""
+    parts = [net_statistics(space) for space in spaces]
+    if not parts:
+        raise DwsError("no nets to compute statistics of")
+    return torch.cat(parts)
+
+
+@dataclass(frozen=True)
+class OodResult:
+    """One net scored against a processor's training nets."""
+
+    score: float | None  # None: not finite (NaN/Inf weights)
+    in_distribution: bool
+    reason: str | None  # what is most off, for a net out of distribution
+
+    def fields(self) -> dict[str, Any]:
+        """``ood_score``, ``in_distribution``, ``ood_reason`` as rows carry them."""
+        return {
+            "ood_score": None if self.score is None else round(self.score, 3),
+            "in_distribution": self.in_distribution,
+            "ood_reason": self.reason,
+        }
+
+
+#: Row fields of an input whose processor records no ``ood`` section.
+UNCHECKED_FIELDS: dict[str, Any] = {"ood_score": None, "in_distribution": None, "ood_reason": None}
+
+
+@dataclass(frozen=True)
+class OodProfile:
+    """The ``ood`` section of a card, ready to score nets."""
+
+    names: list[str]
+    centre: Tensor  # [S] float64
+    scale: Tensor  # [S] float64, > 0
+    threshold: float
+    columns: Tensor  # positions of ``names`` among :func:`statistic_names` of the depth
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any], depth: int, source: str) -> OodProfile:
+        """The profile a card's ``ood`` section describes; a malformed one is a one-line error
+        naming ``source`` and the key."""
+        known = statistic_names(depth)
+        centre = _number_map(section.get("centre"), "ood.centre", source)
+        scale = _number_map(section.get("scale"), "ood.scale", source)
+        threshold = section.get("threshold")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise DwsError(f"{source}: ood.threshold: expected a number, got {threshold!r}")
+        if not math.isfinite(threshold) or threshold <= 0:
+            raise DwsError(f"{source}: ood.threshold: expected a positive number")
+        if not centre:
+            raise DwsError(f"{source}: ood.centre: names no statistic")
+        for name in centre:
+            if name not in known:
+                raise DwsError(
+                    f"{source}: ood.centre: unknown statistic {name!r} for a {depth}-layer net"
+                )
+            if name not in scale:
+                raise DwsError(f"{source}: ood.scale: missing {name!r}")
+            if not scale[name] > 0:
+                raise DwsError(f"{source}: ood.scale: {name} must be positive")
+        names = [name for name in known if name in centre]
+        return cls(
+            names=names,
+            centre=torch.tensor([centre[n] for n in names], dtype=torch.float64),
+            scale=torch.tensor([scale[n] for n in names], dtype=torch.float64),
+            threshold=float(threshold),
+            columns=torch.tensor([known.index(n) for n in names], dtype=torch.long),
+        )
+
+    def z_scores(self, statistics: Tensor) -> Tensor:
+        """``[B, S]`` robust z-scores of :func:`net_statistics` output."""
+        return (statistics[:, self.columns] - self.centre) / self.scale
+
+    def scores(self, statistics: Tensor) -> Tensor:
+        """``[B]`` the largest |z| of each net (NaN weights give inf)."""
+        z = self.z_scores(statistics).abs().nan_to_num(nan=math.inf)
+        return z.amax(1)
+
+    def assess(self, space: WeightSpace) -> list[OodResult]:
+        """Score each net of ``space``; the ones above the threshold say what is off."""
+        statistics = net_statistics(space)
+        z = self.z_scores(statistics)
+        scores = z.abs().nan_to_num(nan=math.inf).amax(1)
+        results = []
+        for row, score in enumerate(scores.tolist()):
+            finite = math.isfinite(score)
+            if finite and score <= self.threshold:
+                results.append(OodResult(score, True, None))
+                continue
+            reason = self.explain(statistics[row], z[row]) if finite else "non-finite weights"
+            results.append(OodResult(score if finite else None, False, reason))
+        return results
+
+    def explain(self, statistics: Tensor, z: Tensor) -> str:
+        """What is most off in one net: its statistic with the largest |z|, against the
+        training nets'."""
+        worst = int(z.abs().argmax())
+        tensor, stat = self.names[worst].split(".", 1)
+        value = float(statistics[self.columns[worst]])
+        centre = float(self.centre[worst])
+        if stat.startswith("log_"):
+            ratio = math.exp(value - centre)
+            return f"{tensor} {_SHOWN[stat]} {_ratio_text(ratio)} the training nets'"
+        spread = float(self.scale[worst])
+        return f"{tensor} {_SHOWN[stat]} {value:.3g}; training nets {centre:.3g} ± {spread:.2g}"
+
+
+def _ratio_text(ratio: float) -> str:
+    """``8.3x``, ``0.12x``, ``1.2e+03x``: two significant digits."""
+    return f"{ratio:.2g}x"
+
+
+def _number_map(value: object, key: str, source: str) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise DwsError(f"{source}: {key}: expected a mapping of statistic names to numbers")
+    out: dict[str, float] = {}
+    for name, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise DwsError(f"{source}: {key}.{name}: expected a number, got {number!r}")
+        if not math.isfinite(number):
+            raise DwsError(f"{source}: {key}.{name}: expected a finite number")
+        out[str(name)] = float(number)
+    return out
+
+
+def _round(value: float, digits: int = 6) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+def robust_centre_scale(statistics: Tensor, depth: int) -> tuple[Tensor, Tensor]:
+    """Median and floored 1.4826 x MAD of each statistic (column) over the nets (rows)."""
+    centre = statistics.median(0).values
+    scale = MAD_TO_STD * (statistics - centre).abs().median(0).values
+    names = statistic_names(depth)
+    floors = torch.empty_like(scale)
+    for column, name in enumerate(names):
+        tensor, stat = name.split(".", 1)
+        if stat == "mean":
+            typical_rms = math.exp(float(centre[names.index(f"{tensor}.log_rms")]))
+            floors[column] = max(MEAN_SCALE_FLOOR * typical_rms, _EPS)
+        else:
+            floors[column] = LOG_SCALE_FLOOR
+    return centre, torch.maximum(scale, floors)
+
+
+def calibrated_threshold(scores: Tensor, fraction: float = FLAG_FRACTION) -> float:
+    """The smallest threshold that flags (score > threshold) at most ``fraction`` of
+    ``scores``: the ``ceil((1 - fraction) n)``-th smallest score."""
+    finite = scores[torch.isfinite(scores)]
+    ordered = scores.sort().values
+    if len(finite) == 0:
+        raise DwsError("no calibration net has finite weights")
+    keep = math.ceil((1.0 - fraction) * len(ordered))
+    value = float(ordered[max(keep - 1, 0)])
+    if not math.isfinite(value):
+        value = float(finite.max())
+    return value
+
+
+def fit_profile(
+    train: Tensor, calibration: Tensor, depth: int, fraction: float = FLAG_FRACTION
+) -> OodProfile:
+    """Centre and scale from the ``train`` statistics, the threshold from the
+    ``calibration`` ones (other nets), each rounded as the card stores it, so that the profile
+    read back from the card flags exactly what this one does."""
+    centre, scale = robust_centre_scale(train, depth)
+    names = statistic_names(depth)
+    section = {
+        "centre": {n: _round(float(v)) for n, v in zip(names, centre)},
+        "scale": {n: _round(float(v)) for n, v in zip(names, scale)},
+        "threshold": 1.0,
+    }
+    unthresholded = OodProfile.from_section(section, depth, "ood")
+    raw = calibrated_threshold(unthresholded.scores(calibration), fraction)
+    # rounded up (4 decimals): rounding may then flag fewer calibration nets, never more
+    threshold = math.ceil(raw * 1e4) / 1e4
+    return OodProfile(
+        unthresholded.names,
+        unthresholded.centre,
+        unthresholded.scale,
+        max(threshold, 1e-4),
+        unthresholded.columns,
+    )
+
+
+def flagged_fraction(profile: OodProfile, statistics: Tensor) -> float:
+    """The fraction of nets (rows of their statistics) the profile flags."""
+    if len(statistics) == 0:
+        return 0.0
+    return float((profile.scores(statistics) > profile.threshold).double().mean())
+
+
+def profile_section(
+    profile: OodProfile,
+    *,
+    fitted_on: Mapping[str, Any],
+    calibrated_on: Mapping[str, Any],
+    checked_on: Mapping[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The card's ``ood`` section for ``profile``, with where it came from."""
+    section: dict[str, Any] = {
+        "method": METHOD,
+        "statistics": list(STATISTICS),
+        "threshold": profile.threshold,
+        "flag_fraction": FLAG_FRACTION,
+        "fitted_on": dict(fitted_on),
+        "calibrated_on": dict(calibrated_on),
+    }
+    if checked_on is not None:
+        section["checked_on"] = dict(checked_on)
+    section.update(extra)
+    section["centre"] = {n: float(v) for n, v in zip(profile.names, profile.centre.tolist())}
+    section["scale"] = {n: float(v) for n, v in zip(profile.names, profile.scale.tolist())}
+    return section
+
+
+def build_section(
+    train: Tensor,
+    calibration: Tensor,
+    depth: int,
+    *,
+    fitted_on: Mapping[str, Any],
+    calibrated_on: Mapping[str, Any],
+    check: tuple[Mapping[str, Any], Tensor] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Fit a profile and describe it as the card's ``ood`` section, with the flagged
+    fractions of the calibration nets and (``check``: its description and statistics) of a
+    separate set."""
+    profile = fit_profile(train, calibration, depth)
+    calibrated = {
+        **calibrated_on,
+        "nets": len(calibration),
+        "flagged": round(flagged_fraction(profile, calibration), 4),
+    }
+    checked = None
+    if check is not None:
+        described, statistics = check
+        checked = {
+            **described,
+            "nets": len(statistics),
+            "flagged": round(flagged_fraction(profile, statistics), 4),
+        }
+    return profile_section(
+        profile,
+        fitted_on={**fitted_on, "nets": len(train)},
+        calibrated_on=calibrated,
+        checked_on=checked,
+        **extra,
+    )
+
+
+def batches(space_of: Any, count: int, size: int = 1024) -> Iterable[WeightSpace]:
+    """``space_of(positions)`` for consecutive chunks of ``range(count)``."""
+    for start in range(0, count, size):
+        yield space_of(list(range(start, min(start + size, count))))
+
+
+def warning_text(path: object, processor: str, result: OodResult) -> str:
+    """The one warning line (without ``warning:``) for an input out of distribution."""
+    return f"{path}: out of distribution for {processor} ({result.reason})"
+
+
+__all__ = [
+    "FLAG_FRACTION",
+    "METHOD",
+    "STATISTICS",
+    "UNCHECKED_FIELDS",
+    "OodProfile",
+    "OodResult",
+    "batches",
+    "build_section",
+    "calibrated_threshold",
+    "collect_statistics",
+    "fit_profile",
+    "flagged_fraction",
+    "net_statistics",
+    "profile_section",
+    "robust_centre_scale",
+    "statistic_names",
+    "tensor_names",
+    "warning_text",
+]
