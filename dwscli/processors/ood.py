@@ -17,8 +17,10 @@ and 1.4826 x the median absolute deviation, so that a few odd training nets do n
 the scale has a floor, see :func:`fit_profile`). A net's score is its largest robust z-score
 ``|s - centre| / scale`` over all statistics; it is out of distribution when the score exceeds
 the card's ``threshold``. The threshold is calibrated on nets the centre and scale were not
-fitted on (the zoo's validation split): the smallest value that flags at most 1 % of them. The
-card also records the flagged fraction on a third set (the test split) as a check.
+fitted on (the zoo's validation split): the split-conformal 99th percentile of their scores
+(:func:`calibrated_threshold`), which flags at most 1 % of them, and in expectation at most 1 %
+of further nets drawn like them. The card also records the flagged fraction on a third set (the
+test split) as a check.
 
 The warning names the statistic with the largest z-score and says how far off it is, as a
 ratio for the log statistics (``W1 RMS 8.3x the training nets'``).
@@ -248,17 +250,18 @@ def robust_centre_scale(statistics: Tensor, depth: int) -> tuple[Tensor, Tensor]
 
 
 def calibrated_threshold(scores: Tensor, fraction: float = FLAG_FRACTION) -> float:
-    """The smallest threshold that flags (score > threshold) at most ``fraction`` of
-    ``scores``: the ``ceil((1 - fraction) n)``-th smallest score."""
-    finite = scores[torch.isfinite(scores)]
+    """The threshold that flags (score > threshold) at most ``fraction`` of ``scores``: the
+    ``ceil((n + 1)(1 - fraction))``-th smallest of the ``n`` scores (the largest when that is
+    past ``n``). This is the split-conformal quantile: a further net drawn like the calibration
+    nets scores above it with probability at most ``fraction``, not only the calibration nets
+    themselves. Non-finite scores count as above every threshold."""
     ordered = scores.sort().values
+    finite = ordered[torch.isfinite(ordered)]
     if len(finite) == 0:
         raise DwsError("no calibration net has finite weights")
-    keep = math.ceil((1.0 - fraction) * len(ordered))
-    value = float(ordered[max(keep - 1, 0)])
-    if not math.isfinite(value):
-        value = float(finite.max())
-    return value
+    rank = min(math.ceil((len(ordered) + 1) * (1.0 - fraction)), len(ordered))
+    value = float(ordered[rank - 1])
+    return value if math.isfinite(value) else float(finite.max())
 
 
 def fit_profile(
@@ -355,10 +358,57 @@ def build_section(
     )
 
 
-def batches(space_of: Any, count: int, size: int = 1024) -> Iterable[WeightSpace]:
-    """``space_of(positions)`` for consecutive chunks of ``range(count)``."""
-    for start in range(0, count, size):
-        yield space_of(list(range(start, min(start + size, count))))
+#: At most this many nets of a split are read (evenly spaced): the medians and the 99th
+#: percentile are well estimated long before, and a 70,000-net zoo stays quick.
+MAX_NETS_PER_SPLIT = 5000
+
+
+def spread_subset(ids: list[str], limit: int = MAX_NETS_PER_SPLIT) -> list[str]:
+    """At most ``limit`` of ``ids``, evenly spaced (deterministic)."""
+    if len(ids) <= limit:
+        return list(ids)
+    step = len(ids) / limit
+    return [ids[int(k * step)] for k in range(limit)]
+
+
+def split_statistics(zoo: Any, split: str, limit: int = MAX_NETS_PER_SPLIT) -> Tensor:
+    """The statistics of (up to ``limit``, evenly spaced) nets of a zoo's ``split``."""
+    ids = spread_subset(zoo.ids(split), limit)
+    if not ids:
+        raise DwsError(f"{zoo.path}: split {split!r} is empty")
+    return collect_statistics(zoo.get(ids[k : k + 1024]) for k in range(0, len(ids), 1024))
+
+
+def zoo_section(
+    zoo: Any,
+    *,
+    fit_split: str = "train",
+    calibrate_split: str = "val",
+    check_split: str | None = "test",
+    limit: int = MAX_NETS_PER_SPLIT,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The ``ood`` section from a zoo (a :class:`dwscli.data.zoo.Zoo`): centre and scale from
+    ``fit_split``, the threshold from ``calibrate_split``, the check on ``check_split``.
+
+    The threshold is calibrated on the validation split, not the test split, so that the test
+    split's flagged fraction is an honest estimate of how often held-in nets are flagged.
+    """
+    depth = zoo.spec.depth
+    if not zoo.ids(calibrate_split):  # a tiny zoo: the threshold from the fitted nets
+        calibrate_split = fit_split
+    check = None
+    if check_split is not None and zoo.ids(check_split):
+        check = ({"split": check_split}, split_statistics(zoo, check_split, limit))
+    return build_section(
+        split_statistics(zoo, fit_split, limit),
+        split_statistics(zoo, calibrate_split, limit),
+        depth,
+        fitted_on={"zoo": str(zoo.path), "split": fit_split},
+        calibrated_on={"split": calibrate_split},
+        check=check,
+        **extra,
+    )
 
 
 def warning_text(path: object, processor: str, result: OodResult) -> str:
@@ -368,12 +418,12 @@ def warning_text(path: object, processor: str, result: OodResult) -> str:
 
 __all__ = [
     "FLAG_FRACTION",
+    "MAX_NETS_PER_SPLIT",
     "METHOD",
     "STATISTICS",
     "UNCHECKED_FIELDS",
     "OodProfile",
     "OodResult",
-    "batches",
     "build_section",
     "calibrated_threshold",
     "collect_statistics",
@@ -382,7 +432,10 @@ __all__ = [
     "net_statistics",
     "profile_section",
     "robust_centre_scale",
+    "split_statistics",
+    "spread_subset",
     "statistic_names",
     "tensor_names",
     "warning_text",
+    "zoo_section",
 ]
