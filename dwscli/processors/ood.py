@@ -8,9 +8,14 @@ What is recorded: per tensor ``W_i`` and ``b_i`` of a net, a few statistics that
 under hidden-neuron permutations (they are symmetric functions of the tensor's entries):
 
 * ``log_rms``: log of the root mean square of the entries;
-* ``mean``: the mean entry;
+* ``mean``: the mean entry over that root mean square (scale-free), or the plain value of a
+  one-entry tensor (an output bias), whose ratio would only be its sign;
 * ``log_abs_median``: log of the median of ``|w|``;
-* ``log_abs_max``: log of the largest ``|w|``.
+* ``log_abs_max``: log of the largest ``|w|``;
+* ``log_rms_ratio``: log of the RMS over a neighbour's RMS: ``W_i`` over ``W_{i+1}`` (the last
+  over the one before), ``b_i`` over ``W_i``. In a zoo whose nets differ in overall scale (a
+  spread of init scales and weight decays) a single layer scaled out of line stands out here,
+  where its own ``log_rms`` would still be in range.
 
 For each statistic the card stores a robust centre and scale over the training split (median
 and 1.4826 x the median absolute deviation, so that a few odd training nets do not widen it;
@@ -51,7 +56,7 @@ from dwscli.errors import DwsError
 from dwscli.weights.space import WeightSpace
 
 #: The statistics of each tensor, in the order :func:`net_statistics` computes them.
-STATISTICS = ("log_rms", "mean", "log_abs_median", "log_abs_max")
+STATISTICS = ("log_rms", "mean", "log_abs_median", "log_abs_max", "log_rms_ratio")
 #: How a statistic is named in a warning.
 _SHOWN = {
     "log_rms": "RMS",
@@ -63,11 +68,9 @@ _SHOWN = {
 FLAG_FRACTION = 0.01
 #: 1.4826 x MAD estimates the standard deviation of normally distributed values.
 MAD_TO_STD = 1.4826
-#: Floors of a statistic's scale, so that a statistic constant over the training nets does not
-#: make every tiny difference an outlier: relative for the log statistics (0.1 %), relative to
-#: the tensor's typical RMS for the mean.
-LOG_SCALE_FLOOR = 1e-3
-MEAN_SCALE_FLOOR = 1e-3
+#: Floor of a statistic's scale, so that a statistic constant over the training nets does not
+#: make every tiny difference an outlier: 0.1 % for the log statistics and the mean's ratio.
+SCALE_FLOOR = 1e-3
 _EPS = 1e-12
 METHOD = "max robust z-score of per-tensor statistics (permutation-invariant)"
 
@@ -85,21 +88,41 @@ def statistic_names(depth: int) -> list[str]:
 def net_statistics(space: WeightSpace) -> Tensor:
     """``[B, S]`` float64: the statistics of each net, in :func:`statistic_names` order.
 
-    Each is a symmetric function of one tensor's entries, so permuting hidden neurons (which
-    only reorders rows and columns) leaves it unchanged.
+    Each is a symmetric function of one tensor's entries (or of several tensors' such
+    functions), so permuting hidden neurons (which only reorders rows and columns) leaves it
+    unchanged.
     """
-    columns: list[Tensor] = []
     batch = space.batch_size
+    per_tensor: list[list[Tensor]] = []
     for tensor in [*space.weights, *space.biases]:
         flat = tensor.detach().reshape(batch, -1).to(torch.float64)
         magnitude = flat.abs()
-        columns += [
-            (flat.square().mean(1).sqrt() + _EPS).log(),
-            flat.mean(1),
-            (magnitude.median(1).values + _EPS).log(),
-            (magnitude.amax(1) + _EPS).log(),
-        ]
+        rms = flat.square().mean(1).sqrt()
+        mean = flat.mean(1) if flat.shape[1] == 1 else flat.mean(1) / (rms + _EPS)
+        per_tensor.append(
+            [
+                (rms + _EPS).log(),
+                mean,
+                (magnitude.median(1).values + _EPS).log(),
+                (magnitude.amax(1) + _EPS).log(),
+            ]
+        )
+    columns: list[Tensor] = []
+    for index, stats in enumerate(per_tensor):
+        reference = per_tensor[_neighbour(index, len(space.weights))][0]
+        columns += [*stats, stats[0] - reference]
     return torch.stack(columns, 1).cpu()
+
+
+def _neighbour(index: int, depth: int) -> int:
+    """The tensor a tensor's RMS is compared with (``log_rms_ratio``), by position in
+    ``W1 … Wd, b1 … bd``: ``W_{i+1}`` for ``W_i`` (``W_{d-1}`` for ``W_d``), ``W_i`` for
+    ``b_i``."""
+    if index >= depth:
+        return index - depth
+    if depth == 1:
+        return index
+    return index + 1 if index + 1 < depth else index - 1
 
 
 def collect_statistics(spaces: Iterable[WeightSpace]) -> Tensor:
@@ -187,28 +210,40 @@ class OodProfile:
         statistics = net_statistics(space)
         z = self.z_scores(statistics)
         scores = z.abs().nan_to_num(nan=math.inf).amax(1)
+        entries = {
+            name: int(tensor[0].numel())
+            for name, tensor in zip(tensor_names(space.spec.depth), [*space.weights, *space.biases])
+        }
         results = []
         for row, score in enumerate(scores.tolist()):
             finite = math.isfinite(score)
             if finite and score <= self.threshold:
                 results.append(OodResult(score, True, None))
                 continue
-            reason = self.explain(statistics[row], z[row]) if finite else "non-finite weights"
+            reason = (
+                self.explain(statistics[row], z[row], entries) if finite else "non-finite weights"
+            )
             results.append(OodResult(score if finite else None, False, reason))
         return results
 
-    def explain(self, statistics: Tensor, z: Tensor) -> str:
+    def explain(self, statistics: Tensor, z: Tensor, entries: Mapping[str, int]) -> str:
         """What is most off in one net: its statistic with the largest |z|, against the
-        training nets'."""
+        training nets' (``entries``: the number of entries of each tensor)."""
         worst = int(z.abs().argmax())
         tensor, stat = self.names[worst].split(".", 1)
         value = float(statistics[self.columns[worst]])
         centre = float(self.centre[worst])
         if stat.startswith("log_"):
-            ratio = math.exp(value - centre)
-            return f"{tensor} {_SHOWN[stat]} {_ratio_text(ratio)} the training nets'"
+            ratio = _ratio_text(math.exp(value - centre))
+            if stat == "log_rms_ratio":
+                depth = len(entries) // 2
+                names = tensor_names(depth)
+                other = names[_neighbour(names.index(tensor), depth)]
+                return f"{tensor} RMS / {other} RMS {ratio} the training nets'"
+            return f"{tensor} {_SHOWN[stat]} {ratio} the training nets'"
         spread = float(self.scale[worst])
-        return f"{tensor} {_SHOWN[stat]} {value:.3g}; training nets {centre:.3g} ± {spread:.2g}"
+        shown = "value" if entries.get(tensor) == 1 else "mean/RMS"
+        return f"{tensor} {shown} {value:.3g}; training nets {centre:.3g} ± {spread:.2g}"
 
 
 def _ratio_text(ratio: float) -> str:
@@ -233,20 +268,12 @@ def _round(value: float, digits: int = 6) -> float:
     return float(f"{value:.{digits}g}")
 
 
-def robust_centre_scale(statistics: Tensor, depth: int) -> tuple[Tensor, Tensor]:
-    """Median and floored 1.4826 x MAD of each statistic (column) over the nets (rows)."""
+def robust_centre_scale(statistics: Tensor) -> tuple[Tensor, Tensor]:
+    """Median and 1.4826 x MAD (at least :data:`SCALE_FLOOR`) of each statistic (column) over
+    the nets (rows)."""
     centre = statistics.median(0).values
     scale = MAD_TO_STD * (statistics - centre).abs().median(0).values
-    names = statistic_names(depth)
-    floors = torch.empty_like(scale)
-    for column, name in enumerate(names):
-        tensor, stat = name.split(".", 1)
-        if stat == "mean":
-            typical_rms = math.exp(float(centre[names.index(f"{tensor}.log_rms")]))
-            floors[column] = max(MEAN_SCALE_FLOOR * typical_rms, _EPS)
-        else:
-            floors[column] = LOG_SCALE_FLOOR
-    return centre, torch.maximum(scale, floors)
+    return centre, scale.clamp(min=SCALE_FLOOR)
 
 
 def calibrated_threshold(scores: Tensor, fraction: float = FLAG_FRACTION) -> float:
@@ -270,7 +297,7 @@ def fit_profile(
     """Centre and scale from the ``train`` statistics, the threshold from the
     ``calibration`` ones (other nets), each rounded as the card stores it, so that the profile
     read back from the card flags exactly what this one does."""
-    centre, scale = robust_centre_scale(train, depth)
+    centre, scale = robust_centre_scale(train)
     names = statistic_names(depth)
     section = {
         "centre": {n: _round(float(v)) for n, v in zip(names, centre)},
