@@ -194,7 +194,7 @@ def test_the_card_records_the_training_nets_for_the_ood_check(accuracy_run: Trai
     assert section["fitted_on"]["split"] == "train" and section["fitted_on"]["nets"] == 38
     assert section["calibrated_on"] == {"split": "val", "nets": 5, "flagged": 0.0}
     assert section["checked_on"]["split"] == "test" and section["checked_on"]["nets"] == 5
-    assert len(section["centre"]) == len(section["scale"]) == 3 * 2 * 4  # 3 layers, W and b
+    assert len(section["centre"]) == len(section["scale"]) == 3 * 2 * 5  # 3 layers, W and b
     processor = load_processor(str(accuracy_run.processor))
     assert processor.ood is not None
     zoo = Zoo.open(card["training"]["zoo"]["path"])
