@@ -10,7 +10,8 @@ under hidden-neuron permutations (they are symmetric functions of the tensor's e
 * ``log_rms``: log of the root mean square of the entries;
 * ``mean``: the mean entry over that root mean square (scale-free), or the plain value of a
   one-entry tensor (an output bias), whose ratio would only be its sign;
-* ``log_abs_median``: log of the median of ``|w|``;
+* ``log_abs_mean``: log of the mean of ``|w|`` (with ``log_rms``, the shape of the entries'
+  distribution: uniform, normal, heavy-tailed);
 * ``log_abs_max``: log of the largest ``|w|``;
 * ``log_rms_ratio``: log of the RMS over a neighbour's RMS: ``W_i`` over ``W_{i+1}`` (the last
   over the one before), ``b_i`` over ``W_i``. In a zoo whose nets differ in overall scale (a
@@ -56,12 +57,12 @@ from dwscli.errors import DwsError
 from dwscli.weights.space import WeightSpace
 
 #: The statistics of each tensor, in the order :func:`net_statistics` computes them.
-STATISTICS = ("log_rms", "mean", "log_abs_median", "log_abs_max", "log_rms_ratio")
+STATISTICS = ("log_rms", "mean", "log_abs_mean", "log_abs_max", "log_rms_ratio")
 #: How a statistic is named in a warning.
 _SHOWN = {
     "log_rms": "RMS",
     "mean": "mean",
-    "log_abs_median": "median |w|",
+    "log_abs_mean": "mean |w|",
     "log_abs_max": "max |w|",
 }
 #: The most held-out calibration nets the threshold may flag.
@@ -90,21 +91,24 @@ def net_statistics(space: WeightSpace) -> Tensor:
 
     Each is a symmetric function of one tensor's entries (or of several tensors' such
     functions), so permuting hidden neurons (which only reorders rows and columns) leaves it
-    unchanged.
+    unchanged. Reductions run in float32 (cheap: every processor command scores every input),
+    the statistics are float64.
     """
     batch = space.batch_size
     per_tensor: list[list[Tensor]] = []
     for tensor in [*space.weights, *space.biases]:
-        flat = tensor.detach().reshape(batch, -1).to(torch.float64)
-        magnitude = flat.abs()
-        rms = flat.square().mean(1).sqrt()
-        mean = flat.mean(1) if flat.shape[1] == 1 else flat.mean(1) / (rms + _EPS)
+        flat = tensor.detach().reshape(batch, -1).to(torch.float32)
+        entries = flat.shape[1]
+        rms = (torch.linalg.vector_norm(flat, dim=1) / math.sqrt(entries)).double()
+        mean = flat.mean(1).double()
+        abs_mean = (torch.linalg.vector_norm(flat, ord=1, dim=1) / entries).double()
+        abs_max = torch.maximum(flat.amax(1), -flat.amin(1)).double()
         per_tensor.append(
             [
                 (rms + _EPS).log(),
-                mean,
-                (magnitude.median(1).values + _EPS).log(),
-                (magnitude.amax(1) + _EPS).log(),
+                mean if entries == 1 else mean / (rms + _EPS),
+                (abs_mean + _EPS).log(),
+                (abs_max + _EPS).log(),
             ]
         )
     columns: list[Tensor] = []

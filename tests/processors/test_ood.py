@@ -93,8 +93,8 @@ def test_scores_are_invariant_to_hidden_permutations(profile: ood.OodProfile) ->
     permuted = apply_permutation(nets, random_permutation(nets, generator))
     assert not torch.equal(nets.weights[0], permuted.weights[0])  # the nets did change
     before, after = ood.net_statistics(nets), ood.net_statistics(permuted)
-    torch.testing.assert_close(before, after, rtol=0, atol=1e-12)
-    torch.testing.assert_close(profile.scores(before), profile.scores(after), rtol=0, atol=1e-9)
+    torch.testing.assert_close(before, after, rtol=0, atol=1e-6)  # float32 sums, reordered
+    torch.testing.assert_close(profile.scores(before), profile.scores(after), rtol=0, atol=1e-3)
 
 
 def test_held_in_nets_pass_and_shifted_nets_are_flagged(profile: ood.OodProfile) -> None:
