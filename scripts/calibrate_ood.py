@@ -35,6 +35,7 @@ def calibrate(
     zoo_dir: Path,
     *,
     zoo_command: str | None = None,
+    note: str | None = None,
     limit: int = MAX_NETS_PER_SPLIT,
     dry_run: bool = False,
 ) -> dict:
@@ -46,6 +47,8 @@ def calibrate(
     if not card.fits(zoo.spec) or card.spec.depth != zoo.spec.depth:
         raise DwsError(f"{zoo_dir}: a {zoo.spec} zoo does not fit processor {card.name}")
     extra = {"zoo_command": zoo_command} if zoo_command else {}
+    if note:
+        extra["note"] = note
     section = zoo_section(zoo, limit=limit, **extra)
     if not dry_run:
         mapping = card.to_mapping()
@@ -60,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("processor", help="a shipped processor name or a .yaml card path")
     parser.add_argument("zoo", type=Path, help="the zoo directory to calibrate on")
     parser.add_argument("--zoo-command", help="how the zoo was made (recorded in the card)")
+    parser.add_argument("--note", help="a remark recorded in the card (e.g. which zoo this is)")
     parser.add_argument(
         "--limit", type=int, default=MAX_NETS_PER_SPLIT, help="most nets read per split"
     )
@@ -74,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             args.processor,
             args.zoo,
             zoo_command=args.zoo_command,
+            note=args.note,
             limit=args.limit,
             dry_run=args.dry_run,
         )
