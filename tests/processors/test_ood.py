@@ -347,3 +347,54 @@ def test_the_inr_commands_and_their_api_twins_carry_the_fields(tmp_path: Path) -
     (row,) = api.classify([moved], processor=str(classifier))
     assert row["in_distribution"] is False
     assert row["ood_score"] == pytest.approx(classified[1]["ood_score"], abs=1e-3)
+
+
+# ------------------------------------------------------------------------------------------
+# scripts/calibrate_ood.py: the section for an existing card
+
+
+def _calibrate_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "calibrate_ood.py"
+    spec = importlib.util.spec_from_file_location("calibrate_ood", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_calibrate_script_adds_the_section_and_changes_nothing_else(
+    tmp_path: Path, da_zoo: Path
+) -> None:
+    from dwscli.data.zoo import Zoo
+
+    zoo = Zoo.open(da_zoo)
+    card_path = _write_processor(tmp_path, "old", "accuracy", zoo.spec)
+    before = yaml.safe_load(card_path.read_text())
+    assert "ood" not in before and load_processor(str(card_path)).ood is None
+
+    script = _calibrate_script()
+    assert script.main([str(card_path), str(da_zoo), "--zoo-command", "dws zoo …"]) == 0
+    after = yaml.safe_load(card_path.read_text())
+    section = after.pop("ood")
+    assert after == before
+    sizes = {split: len(zoo.ids(split)) for split in ("train", "val", "test")}
+    assert section["fitted_on"] == {"zoo": str(da_zoo), "split": "train", "nets": sizes["train"]}
+    assert section["calibrated_on"]["nets"] == sizes["val"]
+    assert section["calibrated_on"]["flagged"] <= 0.01
+    assert section["checked_on"]["nets"] == sizes["test"]
+    assert section["zoo_command"] == "dws zoo …"
+    processor = load_processor(str(card_path))
+    assert processor.ood is not None
+    assert all(r.in_distribution for r in processor.ood.assess(zoo.get(zoo.ids("val"))))
+
+
+def test_calibrate_script_refuses_a_zoo_that_does_not_fit(
+    tmp_path: Path, da_zoo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    card_path = _write_processor(tmp_path, "other", "accuracy", CLASSIFIER)
+    text = card_path.read_text()
+    assert _calibrate_script().main([str(card_path), str(da_zoo)]) == 1
+    assert capsys.readouterr().err.startswith(f"error: {da_zoo}: a 16-8-8-10:relu zoo does not")
+    assert card_path.read_text() == text
