@@ -379,8 +379,8 @@ def edit(
     progress: Progress | None = None,
     on_warning: WarningHandler | None = None,
 ) -> list[dict[str, Any]]:
-    """Edit INRs in weight space (``op="dilate"``) and write them: rows ``{"input", "output"}``
-    (``dws edit``).
+    """Edit INRs in weight space (``op="dilate"``) and write them: rows ``{"input", "output",
+    "ood_score", "in_distribution", "ood_reason"}`` (``dws edit``).
 
     >>> api.edit("example:mnist-inr", op="dilate", output="d.safetensors")  # doctest: +SKIP
     """
@@ -456,7 +456,8 @@ def predict_accuracy(
     on_warning: WarningHandler | None = None,
 ) -> list[dict[str, Any]]:
     """Predicted test accuracy of each classifier: rows ``{"path", "spec",
-    "predicted_accuracy"}`` in input order (``dws predict-accuracy``).
+    "predicted_accuracy", "ood_score", "in_distribution", "ood_reason"}`` in input order
+    (``dws predict-accuracy``).
 
         >>> api.predict_accuracy("example:fmnist-mlp")  # doctest: +SKIP
     """
@@ -490,8 +491,9 @@ def adapt(
     on_warning: WarningHandler | None = None,
 ) -> list[dict[str, Any]]:
     """Adapt classifiers to the processor's target domain and write them (``dws adapt``):
-    rows ``{"input", "output"}``. ``target`` picks the shipped processor by its domain
-    (``"rotation"``, ``"contrast:0.8"``; :func:`adapt_domains` lists them).
+    rows ``{"input", "output", "ood_score", "in_distribution", "ood_reason"}``. ``target``
+    picks the shipped processor by its domain (``"rotation"``, ``"contrast:0.8"``;
+    :func:`adapt_domains` lists them).
 
         >>> api.adapt("example:fmnist-mlp", output="adapted.safetensors")  # doctest: +SKIP
         >>> api.adapt("runs/", target="contrast", out_dir="adapted/")  # doctest: +SKIP

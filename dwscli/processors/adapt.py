@@ -93,7 +93,9 @@ def adapt(
 
     ``target`` picks the shipped processor by its domain (``rotation``, ``contrast:0.8``); with
     ``processor`` too, the two must agree. Outputs keep each input's keys, dtypes and metadata,
-    plus provenance (processor, version, target domain).
+    plus provenance (processor, version, target domain). Rows: ``{"input", "output",
+    "ood_score", "in_distribution", "ood_reason"}`` (:mod:`dwscli.processors.ood`;
+    ``on_warning`` hears of each input out of distribution).
     """
     target_device = resolve_device(device)
     choose = adapt_chooser(processor, target, target_device)

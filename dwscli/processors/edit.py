@@ -105,7 +105,8 @@ def edit(
     with one row per input (the first 16): input | processor output | the input's rendering
     edited in pixels.
     ``force`` overwrites existing outputs and runs INRs whose conventions differ from the card.
-    Rows: ``{"input", "output"}`` in input order.
+    Rows: ``{"input", "output", "ood_score", "in_distribution", "ood_reason"}`` in input order
+    (:mod:`dwscli.processors.ood`; ``on_warning`` hears of each input out of distribution).
     """
     target = resolve_device(device)
     editor = _open_editor(op, processor, target)
