@@ -305,9 +305,14 @@ def render_inrs(
 # ``on_error(path, error)`` is told of each file that cannot be read or does not fit, which is
 # then skipped (without it, or with ``fail_fast``, the first such error is raised);
 # ``progress(n)`` is called after each chunk of ``n`` checkpoints.
+# Every row (embed: the summary) says whether the input looks like the processor's training
+# nets: ``ood_score``, ``in_distribution``, ``ood_reason`` (None when the processor's card records
+# no ``ood`` section; see :mod:`dwscli.processors.ood`); ``on_warning(path, message)`` is told of
+# each input out of distribution.
 
 ErrorHandler = Callable[[Path, DwsError], None]
 Progress = Callable[[int], None]
+WarningHandler = Callable[[Path, str], None]
 
 
 def _expanded(paths: PathLike | list[PathLike]) -> list[Path]:
@@ -335,6 +340,7 @@ def classify(
     fail_fast: bool = False,
     on_error: ErrorHandler | None = None,
     progress: Progress | None = None,
+    on_warning: WarningHandler | None = None,
 ) -> list[dict[str, Any]]:
     """The class each INR draws: rows ``{"path", "class", "probability", "top_k", …}``
     (``dws classify``). ``force`` runs INRs whose conventions differ from the card's.
@@ -353,6 +359,7 @@ def classify(
         fail_fast=fail_fast,
         on_error=on_error,
         progress=progress,
+        on_warning=on_warning,
     )
 
 
@@ -370,9 +377,10 @@ def edit(
     fail_fast: bool = False,
     on_error: ErrorHandler | None = None,
     progress: Progress | None = None,
+    on_warning: WarningHandler | None = None,
 ) -> list[dict[str, Any]]:
-    """Edit INRs in weight space (``op="dilate"``) and write them: rows ``{"input", "output"}``
-    (``dws edit``).
+    """Edit INRs in weight space (``op="dilate"``) and write them: rows ``{"input", "output",
+    "ood_score", "in_distribution", "ood_reason"}`` (``dws edit``).
 
     >>> api.edit("example:mnist-inr", op="dilate", output="d.safetensors")  # doctest: +SKIP
     """
@@ -391,6 +399,7 @@ def edit(
         fail_fast=fail_fast,
         on_error=on_error,
         progress=progress,
+        on_warning=on_warning,
     )
 
 
@@ -407,6 +416,7 @@ def embed(
     fail_fast: bool = False,
     on_error: ErrorHandler | None = None,
     progress: Progress | None = None,
+    on_warning: WarningHandler | None = None,
 ) -> dict[str, Any]:
     """Embed networks and write the rows to ``output`` (.npy, .csv, .jsonl, .safetensors)
     (``dws embed``).
@@ -430,6 +440,7 @@ def embed(
         fail_fast=fail_fast,
         on_error=on_error,
         progress=progress,
+        on_warning=on_warning,
     )
 
 
@@ -442,9 +453,11 @@ def predict_accuracy(
     fail_fast: bool = False,
     on_error: ErrorHandler | None = None,
     progress: Progress | None = None,
+    on_warning: WarningHandler | None = None,
 ) -> list[dict[str, Any]]:
     """Predicted test accuracy of each classifier: rows ``{"path", "spec",
-    "predicted_accuracy"}`` in input order (``dws predict-accuracy``).
+    "predicted_accuracy", "ood_score", "in_distribution", "ood_reason"}`` in input order
+    (``dws predict-accuracy``).
 
         >>> api.predict_accuracy("example:fmnist-mlp")  # doctest: +SKIP
     """
@@ -458,6 +471,7 @@ def predict_accuracy(
         fail_fast=fail_fast,
         on_error=on_error,
         progress=progress,
+        on_warning=on_warning,
     )
 
 
@@ -474,10 +488,12 @@ def adapt(
     fail_fast: bool = False,
     on_error: ErrorHandler | None = None,
     progress: Progress | None = None,
+    on_warning: WarningHandler | None = None,
 ) -> list[dict[str, Any]]:
     """Adapt classifiers to the processor's target domain and write them (``dws adapt``):
-    rows ``{"input", "output"}``. ``target`` picks the shipped processor by its domain
-    (``"rotation"``, ``"contrast:0.8"``; :func:`adapt_domains` lists them).
+    rows ``{"input", "output", "ood_score", "in_distribution", "ood_reason"}``. ``target``
+    picks the shipped processor by its domain (``"rotation"``, ``"contrast:0.8"``;
+    :func:`adapt_domains` lists them).
 
         >>> api.adapt("example:fmnist-mlp", output="adapted.safetensors")  # doctest: +SKIP
         >>> api.adapt("runs/", target="contrast", out_dir="adapted/")  # doctest: +SKIP
@@ -496,6 +512,7 @@ def adapt(
         fail_fast=fail_fast,
         on_error=on_error,
         progress=progress,
+        on_warning=on_warning,
     )
 
 

@@ -13,6 +13,8 @@ from dwscli.processors.loading import Processor
 from dwscli.processors.pipeline import (
     ErrorHandler,
     Progress,
+    WarningHandler,
+    assess,
     chunks,
     load_items,
     open_processor,
@@ -42,10 +44,13 @@ def predict_accuracy(
     fail_fast: bool = False,
     on_error: ErrorHandler | None = None,
     progress: Progress | None = None,
+    on_warning: WarningHandler | None = None,
 ) -> list[dict[str, Any]]:
     """Predicted test accuracy of each classifier checkpoint, from its weights alone.
 
-    Rows come back in input order: ``{"path", "spec", "predicted_accuracy"}``.
+    Rows come back in input order: ``{"path", "spec", "predicted_accuracy", "ood_score",
+    "in_distribution", "ood_reason"}``; ``on_warning`` hears of each input unlike the
+    processor's training nets (:mod:`dwscli.processors.ood`).
     """
     target = resolve_device(device)
     model_processor = open_for_task(processor, "accuracy", target)
@@ -54,13 +59,16 @@ def predict_accuracy(
     model = model_processor.model
     with torch.no_grad():
         for chunk in chunks(loaded, batch_size):
-            predictions = forward_within_memory(model, stack(chunk, target))
+            space = stack(chunk, target)
+            assess(chunk, space, on_warning)
+            predictions = forward_within_memory(model, space)
             predictions = predictions[:, 0].clamp(0.0, 1.0).cpu()
             for item, value in zip(chunk, predictions.tolist()):
                 rows[item.index] = {
                     "path": str(item.checkpoint.path),
                     "spec": str(item.checkpoint.spec),
                     "predicted_accuracy": round(float(value), 6),
+                    **item.ood_fields(),
                 }
             if progress:
                 progress(len(chunk))

@@ -20,6 +20,7 @@ from dwscli.processors.pipeline import (
     ErrorHandler,
     ProcessorUnavailable,
     Progress,
+    WarningHandler,
     load_items,
     open_processor,
     output_path_for,
@@ -86,12 +87,15 @@ def adapt(
     fail_fast: bool = False,
     on_error: ErrorHandler | None = None,
     progress: Progress | None = None,
+    on_warning: WarningHandler | None = None,
 ) -> list[dict[str, Any]]:
     """Adapt classifiers to the processor's target domain: new weights, written beside.
 
     ``target`` picks the shipped processor by its domain (``rotation``, ``contrast:0.8``); with
     ``processor`` too, the two must agree. Outputs keep each input's keys, dtypes and metadata,
-    plus provenance (processor, version, target domain).
+    plus provenance (processor, version, target domain). Rows: ``{"input", "output",
+    "ood_score", "in_distribution", "ood_reason"}`` (:mod:`dwscli.processors.ood`;
+    ``on_warning`` hears of each input out of distribution).
     """
     target_device = resolve_device(device)
     choose = adapt_chooser(processor, target, target_device)
@@ -111,6 +115,7 @@ def adapt(
         on_error=on_error,
         progress=progress,
         out_dir=out_dir,
+        on_warning=on_warning,
     )
 
 

@@ -20,6 +20,8 @@ The sections, in the order a card is written::
     input: {spec: 196-32-32-10:relu, widths: [...], activation: relu, zoo_kind: classifier,
             dataset: fashion-mnist, preprocessing: {...}}   # 'conventions' for INRs
     normalization: {...}             # what the model's input normalisation was fitted on
+    ood: {threshold: ..., centre: {...}, scale: {...}, ...}   # optional: what the training
+                                     # nets looked like, to flag inputs unlike them
     training: {zoo: {...}, config: {...}, epochs_run: 15, best_epoch: 11, ...}
     metrics: {val: {...}, test: {...}, baselines: {statnn: {test: {...}}}}
 
@@ -62,6 +64,7 @@ KEY_ORDER = (
     "output",
     "input",
     "normalization",
+    "ood",
     "training",
     "metrics",
 )
@@ -115,6 +118,7 @@ class ProcessorCard:
     description: str | None = None
     output: dict[str, Any] = field(default_factory=dict)
     normalization: dict[str, Any] = field(default_factory=dict)
+    ood: dict[str, Any] | None = None  # the training nets' statistics (dwscli.processors.ood)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     path: Path | None = field(default=None, compare=False)

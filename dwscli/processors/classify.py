@@ -13,6 +13,8 @@ from dwscli.processors.pipeline import (
     ErrorHandler,
     ProcessorUnavailable,
     Progress,
+    WarningHandler,
+    assess,
     chunks,
     load_items,
     open_processor,
@@ -114,14 +116,17 @@ def classify(
     fail_fast: bool = False,
     on_error: ErrorHandler | None = None,
     progress: Progress | None = None,
+    on_warning: WarningHandler | None = None,
 ) -> list[dict[str, Any]]:
     """The class of the image each INR represents, from its weights alone.
 
     Without ``processor`` each INR goes to the shipped classifier of the data set its metadata
     records (``dws.zoo.dataset``), as the cards' ``default_for`` say. Rows come back in input order:
     ``{"path", "spec", "processor", "class", "class_index", "probability", "top_k"}`` (a list
-    of ``{"class", "class_index", "probability"}``), plus ``"label"`` when the metadata
-    records the true one. ``force`` runs INRs whose conventions differ from the card's.
+    of ``{"class", "class_index", "probability"}``), ``"ood_score"``, ``"in_distribution"``
+    and ``"ood_reason"`` (:mod:`dwscli.processors.ood`; ``on_warning`` hears of each INR out of
+    distribution), plus ``"label"`` when the metadata records the true one. ``force`` runs
+    INRs whose conventions differ from the card's.
     """
     if top_k < 1:
         raise DwsError(f"--top-k must be at least 1, got {top_k}")
@@ -141,7 +146,9 @@ def classify(
     with torch.no_grad():
         for chunk in chunks(items, batch_size):
             model_processor = chunk[0].processor
-            probabilities = torch.softmax(model_processor.model(stack(chunk, target)).float(), 1)
+            space = stack(chunk, target)
+            assess(chunk, space, on_warning)
+            probabilities = torch.softmax(model_processor.model(space).float(), 1)
             names = class_names(model_processor, int(probabilities.shape[1]))
             k = min(top_k, probabilities.shape[1])
             values, indices = probabilities.cpu().topk(k, dim=1)
@@ -156,6 +163,7 @@ def classify(
                     "processor": model_processor.name,
                     **ranked[0],
                     "top_k": ranked,
+                    **item.ood_fields(),
                 }
                 label = _true_label(item.checkpoint, model_processor, names)
                 if label is not None:

@@ -15,6 +15,7 @@ from dwscli.processors.pipeline import (
     ErrorHandler,
     Item,
     Progress,
+    WarningHandler,
     load_items,
     open_processor,
     output_path_for,
@@ -94,6 +95,7 @@ def edit(
     fail_fast: bool = False,
     on_error: ErrorHandler | None = None,
     progress: Progress | None = None,
+    on_warning: WarningHandler | None = None,
 ) -> list[dict[str, Any]]:
     """Edit what each INR draws (``op``: dilate, …) in one forward pass, writing new INRs.
 
@@ -103,7 +105,8 @@ def edit(
     with one row per input (the first 16): input | processor output | the input's rendering
     edited in pixels.
     ``force`` overwrites existing outputs and runs INRs whose conventions differ from the card.
-    Rows: ``{"input", "output"}`` in input order.
+    Rows: ``{"input", "output", "ood_score", "in_distribution", "ood_reason"}`` in input order
+    (:mod:`dwscli.processors.ood`; ``on_warning`` hears of each input out of distribution).
     """
     target = resolve_device(device)
     editor = _open_editor(op, processor, target)
@@ -139,6 +142,7 @@ def edit(
         progress=progress,
         written_hook=keep_for_preview,
         out_dir=out_dir,
+        on_warning=on_warning,
     )
     if preview is not None and shown:
         write_preview(preview, shown, editor, op, force=force)

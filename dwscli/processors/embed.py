@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ from dwscli.processors.loading import Processor
 from dwscli.processors.pipeline import (
     ErrorHandler,
     Progress,
+    WarningHandler,
+    assess,
     chunks,
     load_items,
     open_processor,
@@ -37,6 +39,13 @@ class Embeddings:
     processor: str
     processor_version: str
     source: str  # "output" (the processor's output) or "pooled features" (before the head)
+    #: per row: ``ood_score``, ``in_distribution``, ``ood_reason`` (see dwscli.processors.ood)
+    ood: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def out_of_distribution(self) -> list[str]:
+        """The paths of the rows unlike the processor's training nets."""
+        return [p for p, o in zip(self.paths, self.ood) if o.get("in_distribution") is False]
 
 
 def _embedding_function(embedder: Processor) -> tuple[Callable[[WeightSpace], Tensor], str]:
@@ -67,13 +76,15 @@ def compute_embeddings(
     fail_fast: bool = False,
     on_error: ErrorHandler | None = None,
     progress: Progress | None = None,
+    on_warning: WarningHandler | None = None,
 ) -> Embeddings:
     """Embed each checkpoint with an invariant processor (default: the shipped ``embed`` processor).
 
     An ``embed`` processor gives what its card says: its output (``embedding: output``) or its
     pooled features before the head (``embedding: pooled``, e.g. ``sine-embed``); any other
     invariant processor gives its pooled features (or its output, for architectures without
-    them).
+    them). Each row is scored against the processor's training nets (``Embeddings.ood``;
+    ``on_warning`` hears of each one out of distribution).
     """
     target = resolve_device(device)
     embedder = open_processor(processor or default_processor("embed").name, target)
@@ -88,7 +99,9 @@ def compute_embeddings(
     vectors: dict[int, Tensor] = {}
     with torch.no_grad():
         for chunk in chunks(items, batch_size):
-            out = function(stack(chunk, target)).float().cpu()
+            space = stack(chunk, target)
+            assess(chunk, space, on_warning)
+            out = function(space).float().cpu()
             for row, item in enumerate(chunk):
                 vectors[item.index] = out[row].reshape(-1)
             if progress:
@@ -103,6 +116,7 @@ def compute_embeddings(
         processor=embedder.name,
         processor_version=embedder.card.version,
         source=source,
+        ood=[by_index[k].ood_fields() for k in order],
     )
 
 
@@ -119,6 +133,7 @@ def embed(
     fail_fast: bool = False,
     on_error: ErrorHandler | None = None,
     progress: Progress | None = None,
+    on_warning: WarningHandler | None = None,
 ) -> dict[str, Any]:
     """Embed checkpoints and write the vectors (``.npy``, ``.csv``, ``.jsonl``, ``.safetensors``).
 
@@ -128,7 +143,10 @@ def embed(
     ``embeddings`` ``[N, D]`` with the paths as JSON in its metadata. ``plot`` writes a 2-D
     t-SNE PNG (at least 3 rows), coloured by the metadata field ``color_by`` when given.
     ``force`` overwrites existing outputs and runs INRs whose conventions differ from the card.
-    Returns a summary: ``{"output", "files", "rows", "dim", "processor", "source", "plot"}``.
+    Returns a summary: ``{"output", "files", "rows", "dim", "processor", "source", "plot",
+    "out_of_distribution"}``, the last the paths of the inputs unlike the processor's training
+    nets (``on_warning`` hears of each; :mod:`dwscli.processors.ood`), None when its card
+    records no ``ood`` section.
     """
     from dwscli.processors import embedding_files as files
 
@@ -144,6 +162,7 @@ def embed(
         fail_fast=fail_fast,
         on_error=on_error,
         progress=progress,
+        on_warning=on_warning,
     )
     count = len(result.paths)
     if count == 0:
@@ -181,6 +200,11 @@ def embed(
         "processor": result.processor,
         "source": result.source,
         "plot": None if plotted is None else str(plotted),
+        "out_of_distribution": (
+            result.out_of_distribution
+            if any(o.get("in_distribution") is not None for o in result.ood)
+            else None
+        ),
     }
 
 

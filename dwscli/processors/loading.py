@@ -18,6 +18,7 @@ from dwscli.processors.card import ProcessorCard
 if TYPE_CHECKING:  # imported for types only: this module stays light for `dws processors`
     from torch import nn
 
+    from dwscli.processors.ood import OodProfile
     from dwscli.weights.spec import MLPSpec
 
 
@@ -28,6 +29,7 @@ class Processor:
     card: ProcessorCard
     model: nn.Module
     path: Path
+    ood: OodProfile | None = None  # from the card's ``ood`` section; None when it has none
 
     @property
     def name(self) -> str:
@@ -71,11 +73,22 @@ def build_model(card: ProcessorCard) -> nn.Module:
     return arch.build(card.spec, card.model.kind, options, out_features)
 
 
+def ood_profile(card: ProcessorCard) -> OodProfile | None:
+    """The card's out-of-distribution profile, or None when it records none."""
+    from dwscli.processors.ood import OodProfile
+
+    if not card.ood:
+        return None
+    source = str(card.path) if card.path is not None else f"processor {card.name}"
+    return OodProfile.from_section(card.ood, card.spec.depth, source)
+
+
 def load_processor(name_or_path: str, *, device: str = "cpu") -> Processor:
     from safetensors.torch import load_file
 
     card_path = resolve_processor_path(name_or_path)
     card = ProcessorCard.read(card_path)
+    profile = ood_profile(card)
     model = build_model(card)
     weights_path = card_path.with_suffix(".safetensors")
     if not weights_path.is_file():
@@ -91,4 +104,4 @@ def load_processor(name_or_path: str, *, device: str = "cpu") -> Processor:
             f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)"
         )
     model.to(device).eval()
-    return Processor(card, model, card_path)
+    return Processor(card, model, card_path, profile)

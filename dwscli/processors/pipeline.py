@@ -7,7 +7,10 @@
    the reading conventions of an INR (:func:`check_conventions`), which ``force`` skips;
 3. the checkpoints that passed are grouped by processor and widths, so they stack, and run in
    chunks (:func:`chunks`, :func:`stack`), one forward pass each;
-4. the job turns outputs into rows or files (:func:`transform_and_write` for jobs that write
+4. each chunk is scored against the processor's training nets (:func:`assess`, when its card
+   has an ``ood`` section, see :mod:`~dwscli.processors.ood`): ``on_warning`` hears of each
+   input out of distribution, and every row carries ``ood_score`` and ``in_distribution``;
+5. the job turns outputs into rows or files (:func:`transform_and_write` for jobs that write
    new weights).
 
 A file that cannot be read or does not fit is reported through ``on_error`` and skipped (or
@@ -38,11 +41,14 @@ import torch
 from dwscli.errors import DwsError
 from dwscli.nn.streaming import check_memory, forward_within_memory
 from dwscli.processors.loading import Processor, load_processor
+from dwscli.processors.ood import UNCHECKED_FIELDS, OodResult, warning_text
 from dwscli.weights.checkpoint import Checkpoint, load_checkpoint
 from dwscli.weights.space import WeightSpace
 
 ErrorHandler = Callable[[Path, DwsError], None]
 Progress = Callable[[int], None]
+#: Told ``(path, message)`` of each input out of its processor's training distribution.
+WarningHandler = Callable[[Path, str], None]
 
 
 #: Zoo conventions that describe how a zoo was *made*, not how its nets are read.
@@ -174,6 +180,27 @@ class Item:
     index: int  # position in the input list
     checkpoint: Checkpoint
     processor: Processor
+    ood: OodResult | None = None  # set by :func:`assess`; None: the card records no profile
+
+    def ood_fields(self) -> dict[str, Any]:
+        """``ood_score``, ``in_distribution``, ``ood_reason`` for the input's row (None
+        when its processor's card records no ``ood`` section)."""
+        return dict(UNCHECKED_FIELDS) if self.ood is None else self.ood.fields()
+
+
+def assess(
+    chunk: Sequence[Item], space: WeightSpace, on_warning: WarningHandler | None = None
+) -> None:
+    """Score a chunk's inputs (stacked in ``space``) against their processor's training nets;
+    ``on_warning`` hears of each one out of distribution. Without a profile nothing happens."""
+    profile = chunk[0].processor.ood if chunk else None
+    if profile is None:
+        return
+    for item, result in zip(chunk, profile.assess(space)):
+        item.ood = result
+        if not result.in_distribution and on_warning is not None:
+            path = item.checkpoint.path
+            on_warning(path, warning_text(path, item.processor.name, result))
 
 
 def report(path: Path, error: DwsError, fail_fast: bool, on_error: ErrorHandler | None) -> None:
@@ -257,6 +284,7 @@ def transform_and_write(
     progress: Callable[[int], None] | None = None,
     written_hook: Callable[[Item, WeightSpace], None] | None = None,
     out_dir: Path | None = None,
+    on_warning: WarningHandler | None = None,
 ) -> list[dict[str, Any]]:
     """Run a weights -> weights ``model`` over the inputs in stacked batches and write each
     result to ``destinations[input.index]`` (the input's keys, dtypes and metadata, plus
@@ -265,8 +293,9 @@ def transform_and_write(
     bound for one file in the same run are an error for the second (even with ``force``, which
     only replaces files from before the run). ``written_hook`` sees
     each written input with its new weights. ``out_dir`` (the destinations' directory) is created
-    by the first write, so a run that writes nothing leaves none. Rows ``{"input", "output"}``,
-    in input order."""
+    by the first write, so a run that writes nothing leaves none. Each input is scored against
+    its processor's training nets (:func:`assess`, warnings to ``on_warning``). Rows
+    ``{"input", "output", "ood_score", "in_distribution", "ood_reason"}``, in input order."""
     from dwscli.weights.checkpoint import save_checkpoint
 
     rows: dict[int, dict[str, Any]] = {}
@@ -274,7 +303,9 @@ def transform_and_write(
     with torch.no_grad():
         for chunk in chunks(inputs, batch_size):
             chunk_model = chunk[0].processor.model if model is None else model
-            outputs = forward_within_memory(chunk_model, stack(chunk, device)).to("cpu")
+            space = stack(chunk, device)
+            assess(chunk, space, on_warning)
+            outputs = forward_within_memory(chunk_model, space).to("cpu")
             chunk_provenance = (
                 provenance(chunk[0].processor) if callable(provenance) else provenance
             )
@@ -303,7 +334,11 @@ def transform_and_write(
                     report(checkpoint.path, error, fail_fast, on_error)
                     continue
                 taken[destination] = checkpoint.path
-                rows[item.index] = {"input": str(checkpoint.path), "output": str(written)}
+                rows[item.index] = {
+                    "input": str(checkpoint.path),
+                    "output": str(written),
+                    **item.ood_fields(),
+                }
                 if written_hook is not None:
                     written_hook(item, new)
             if progress:
@@ -316,6 +351,8 @@ __all__ = [
     "Item",
     "ProcessorUnavailable",
     "Progress",
+    "WarningHandler",
+    "assess",
     "check_conventions",
     "check_fits",
     "check_inr_metadata",

@@ -19,6 +19,8 @@ The card (:class:`dwscli.processors.card.ProcessorCard`, checked here as it is w
       preprocessing: {image_size: [14, 14], pool: 2, mean: …, std: …, flatten: row-major,
                       scaling: pixels / 255}      # classifier zoos ('conventions' for INRs)
     normalization: {method: …, fitted_on: {split: train, nets: 1000}, mean: {W1: …}, std: {…}}
+    ood: {threshold: …, centre: {W1.log_rms: …}, scale: {…}, fitted_on: {split: train, …},
+          calibrated_on: {split: val, …}, checked_on: {split: test, …}}
     training: {zoo: {path, kind, spec, dataset, count, seed, splits: {train, val, test}, …},
                config: {...the training config...}, epochs_run, best_epoch, stopped_early,
                seconds, seed, world_size, device, dws_version, time, selected_on}
@@ -85,6 +87,16 @@ def normalization_section(model: nn.Module, depth: int, fitted_on: int) -> dict[
     }
 
 
+def ood_section(zoo: Zoo) -> dict[str, Any]:
+    """What the training nets looked like, so that the processor commands can flag inputs
+    unlike them (:mod:`dwscli.processors.ood`): centre and scale from the zoo's train split,
+    the threshold calibrated on its val split (the test split stays an honest check of how
+    often held-in nets are flagged, recorded as ``checked_on``)."""
+    from dwscli.processors.ood import zoo_section as section
+
+    return section(zoo)
+
+
 def zoo_section(zoo: Zoo, train_nets: int) -> dict[str, Any]:
     meta = zoo.meta
     return {
@@ -144,6 +156,7 @@ __all__ = [
     "clean_metrics",
     "input_section",
     "normalization_section",
+    "ood_section",
     "provenance",
     "write_processor",
     "zoo_section",

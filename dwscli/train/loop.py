@@ -465,6 +465,7 @@ class Trainer:
             "normalization": cards.normalization_section(
                 self.model, zoo.spec.depth, len(self.sample_positions)
             ),
+            "ood": cards.ood_section(zoo),
             "training": {
                 "zoo": cards.zoo_section(zoo, len(self.train_nets)),
                 "config": config.to_dict(),

@@ -85,7 +85,8 @@ def test_predict_accuracy_is_invariant_to_permuting_the_files(tmp_path, capfd) -
     code, out, _ = _run(
         ["predict-accuracy", str(tmp_path / "nets"), "-p", str(card), "--csv"], capfd
     )
-    assert out.splitlines()[0] == "path,spec,predicted_accuracy" and len(out.splitlines()) == 6
+    header = "path,spec,predicted_accuracy,ood_score,in_distribution"
+    assert out.splitlines()[0] == header and len(out.splitlines()) == 6
 
 
 def test_adapt_is_equivariant_and_keeps_dtype_and_metadata(tmp_path, capfd) -> None:

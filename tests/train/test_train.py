@@ -188,6 +188,22 @@ def test_accuracy_training_improves_and_writes_a_card(accuracy_run: TrainResult)
     assert load_card(result.processor).metrics["test"] == card["metrics"]["test"]
 
 
+def test_the_card_records_the_training_nets_for_the_ood_check(accuracy_run: TrainResult) -> None:
+    card = yaml.safe_load(accuracy_run.processor.read_text())
+    section = card["ood"]
+    assert section["fitted_on"]["split"] == "train" and section["fitted_on"]["nets"] == 38
+    assert section["calibrated_on"] == {"split": "val", "nets": 5, "flagged": 0.0}
+    assert section["checked_on"]["split"] == "test" and section["checked_on"]["nets"] == 5
+    assert len(section["centre"]) == len(section["scale"]) == 3 * 2 * 5  # 3 layers, W and b
+    processor = load_processor(str(accuracy_run.processor))
+    assert processor.ood is not None
+    zoo = Zoo.open(card["training"]["zoo"]["path"])
+    val = zoo.get(zoo.ids("val"))
+    assert all(r.in_distribution for r in processor.ood.assess(val))  # calibrated on them
+    val.weights[0] = val.weights[0] * 10
+    assert not any(r.in_distribution for r in processor.ood.assess(val))
+
+
 def test_the_processor_reproduces_the_trained_model(accuracy_run: TrainResult) -> None:
     processor = load_processor(str(accuracy_run.processor))
     test = Zoo.open(yaml.safe_load(accuracy_run.processor.read_text())["training"]["zoo"]["path"])

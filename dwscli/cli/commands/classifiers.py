@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 
 from dwscli.cli.batch import (
+    OOD_COLUMNS,
     BatchOption,
     DeviceOption,
     FailFastOption,
+    OodWarningsOption,
     OutDirOption,
     OutputOption,
     PathsArgument,
@@ -32,11 +34,14 @@ def predict_accuracy_command(
     batch_size: BatchOption = 1024,
     device: DeviceOption = "auto",
     fail_fast: FailFastOption = False,
+    ood_warnings: OodWarningsOption = True,
 ) -> None:
     """Predict each classifier's test accuracy from its weights alone (no data needed).
 
     One row per checkpoint, in input order. Hidden widths may differ from the processor's
-    training nets; depth, input and output widths and activation must match.
+    training nets; depth, input and output widths and activation must match. Each row says
+    whether the net looks like the processor's training nets (ood_score, in_distribution); a
+    warning names each one that does not.
     """
     from dwscli.api import predict_accuracy
 
@@ -49,9 +54,10 @@ def predict_accuracy_command(
         batch_size=batch_size,
         device=device,
         fail_fast=fail_fast,
+        ood_warnings=ood_warnings,
     )
     if csv_output:
-        write_csv(rows, ["path", "spec", "predicted_accuracy"])
+        write_csv(rows, ["path", "spec", "predicted_accuracy", *OOD_COLUMNS])
     else:
         out.emit(
             rows,
@@ -87,6 +93,7 @@ def adapt_command(
     batch_size: BatchOption = 1024,
     device: DeviceOption = "auto",
     fail_fast: FailFastOption = False,
+    ood_warnings: OodWarningsOption = True,
 ) -> None:
     """Adapt classifiers to a new input domain in one forward pass (no retraining, no labels).
 
@@ -112,6 +119,7 @@ def adapt_command(
         device=device,
         force=force,
         fail_fast=fail_fast,
+        ood_warnings=ood_warnings,
     )
     out.emit(
         rows,

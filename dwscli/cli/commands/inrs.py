@@ -12,13 +12,16 @@ from typing import Annotated, Any
 import typer
 
 from dwscli.cli.batch import (
+    OOD_COLUMNS,
     BatchOption,
     DeviceOption,
     FailFastOption,
+    OodWarningsOption,
     OutDirOption,
     OutputOption,
     PathsArgument,
     ProcessorOption,
+    csv_value,
     finish,
     run_over_paths,
 )
@@ -60,6 +63,7 @@ def classify_command(
     batch_size: BatchOption = 1024,
     device: DeviceOption = "auto",
     fail_fast: FailFastOption = False,
+    ood_warnings: OodWarningsOption = True,
 ) -> None:
     """Classify what each INR draws, from its weights alone (no rendering).
 
@@ -81,6 +85,7 @@ def classify_command(
         device=device,
         force=force,
         fail_fast=fail_fast,
+        ood_warnings=ood_warnings,
     )
     if csv_output:
         _write_classify_csv(rows)
@@ -107,7 +112,9 @@ def _write_classify_csv(rows: list[dict[str, Any]]) -> None:
     import sys
 
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(["path", "processor", "class", "class_index", "probability", "top_k", "label"])
+    writer.writerow(
+        ["path", "processor", "class", "class_index", "probability", "top_k", "label", *OOD_COLUMNS]
+    )
     for r in rows:
         ranked = ";".join(f"{c['class']}:{c['probability']}" for c in r["top_k"])
         writer.writerow(
@@ -119,6 +126,7 @@ def _write_classify_csv(rows: list[dict[str, Any]]) -> None:
                 r["probability"],
                 ranked,
                 r.get("label", ""),
+                *(csv_value(r.get(column)) for column in OOD_COLUMNS),
             ]
         )
 
@@ -148,6 +156,7 @@ def edit_command(
     batch_size: BatchOption = 1024,
     device: DeviceOption = "auto",
     fail_fast: FailFastOption = False,
+    ood_warnings: OodWarningsOption = True,
 ) -> None:
     """Edit what INRs draw (dilate, …) in one forward pass, without rendering and refitting.
 
@@ -174,6 +183,7 @@ def edit_command(
         device=device,
         force=force,
         fail_fast=fail_fast,
+        ood_warnings=ood_warnings,
     )
     out.emit(
         rows,
@@ -220,6 +230,7 @@ def embed_command(
     batch_size: BatchOption = 1024,
     device: DeviceOption = "auto",
     fail_fast: FailFastOption = False,
+    ood_warnings: OodWarningsOption = True,
 ) -> None:
     """Embed networks as vectors, one row per checkpoint in input order, with its path.
 
@@ -242,6 +253,7 @@ def embed_command(
         device=device,
         force=force,
         fail_fast=fail_fast,
+        ood_warnings=ood_warnings,
     )
     shown = {**summary, "files": ", ".join(summary["files"]), "plot": summary["plot"] or "-"}
     out.emit(summary, render=lambda: key_value_table(shown))
