@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from dwscli.errors import DwsError
 from dwscli.nn.fused import _broadcast_shape
+from dwscli.nn.heap import release_free_heap
 from dwscli.nn.layers import DWSLayer, _pool
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
@@ -300,11 +301,15 @@ class BlockedForward:
 
     def _blocks(self, t: int):
         """Row ranges of big tensor t, each about ``block_bytes`` of features (equal sizes
-        across tensors, so freed blocks are reused rather than fragmenting the heap)."""
+        across tensors, so freed blocks are reused rather than fragmenting the heap); after each
+        block the heap's free pages go back to the kernel (:func:`release_free_heap`)."""
         rows, cols = self.inputs[t].shape[1], self.inputs[t].shape[2]
         step = max(1, self.block_bytes // (cols * self.channels * _FLOAT_BYTES))
         for start in range(0, rows, step):
             yield start, min(rows, start + step)
+            # the block's temporaries are freed by now: hand their heap pages back, or the
+            # fragmented heap keeps them resident and the peak grows pass after pass
+            release_free_heap()
 
     def _through(self, history: list, t: int, start: int, stop: int) -> Tensor:
         """Rows start:stop of big tensor t after every layer in ``history``."""
