@@ -207,9 +207,15 @@ class BlockedForward:
         channels = max(layer.out_channels for layer in self.layers)
         self.block_bytes = block_bytes
         self.channels = channels
-        normalized = model.normalizer.normalize(space)
-        inputs = [*normalized.weights, *normalized.biases]  # the layers' W-then-b order
-        self.inputs = [layout.to_canonical(x) for layout, x in zip(layouts, inputs)]
+        self.normalizer = model.normalizer
+        # The layers' W-then-b order. Big tensors stay in weight units (views of the input):
+        # each row block is normalised when it is read, so no normalised copy of the net is
+        # held beside it; small ones are normalised once.
+        raw = [*space.weights, *space.biases]
+        self.inputs = [
+            layout.to_canonical((x if big else self.normalizer.normalize_tensor(t, x))[..., None])
+            for t, (layout, x, big) in enumerate(zip(layouts, raw, self.big))
+        ]
 
     # -- per-layer pieces ------------------------------------------------------------------
 
@@ -297,8 +303,13 @@ class BlockedForward:
                 return self._invariant_head(small, stats)
             return self._equivariant_output(history, small)
 
+    def _read(self, t: int, start: int, stop: int) -> Tensor:
+        """Rows start:stop of big tensor t's input, normalised (bit for bit as the plain
+        forward normalises the whole tensor: the same elementwise operations)."""
+        return self.normalizer.normalize_tensor(t, self.inputs[t][:, start:stop])
+
     def _input_stats(self, t: int) -> _Stats:
-        x = self.inputs[t]
+        x = self._read(t, 0, self.inputs[t].shape[1])
         row = x.mean(dim=2)
         return _Stats(row, x.mean(dim=1), row.mean(dim=1))
 
@@ -316,7 +327,7 @@ class BlockedForward:
 
     def _through(self, history: list, t: int, start: int, stop: int) -> Tensor:
         """Rows start:stop of big tensor t after every layer in ``history``."""
-        x = self.inputs[t][:, start:stop]
+        x = self._read(t, start, stop)
         for k, entry in enumerate(history):
             x = self._layer(k, entry, t, x, start, stop)
         return x
