@@ -263,8 +263,8 @@ def load_safetensors_tensors(
                 info = infos[key]
                 begin, end = info.span
                 handle.seek(begin)
-                raw = bytearray(handle.read(end - begin))
-                if len(raw) != end - begin:
+                raw = bytearray(end - begin)  # read into it: no second, transient copy
+                if handle.readinto(raw) != end - begin:
                     raise DwsError(f"{path}: file shrank while being read (tensor {key!r})")
                 assert info.dtype is not None  # the layout accepts floating tensors only
                 if not raw:
