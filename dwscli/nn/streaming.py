@@ -152,19 +152,27 @@ def forward_within_memory(
         return model(space)
     if per_net <= budget_bytes or not supports_blocking(model):  # batch by size
         step = max(1, batch_budget // per_net)
-        parts = [model(_slice(space, s, s + step)) for s in range(0, space.batch_size, step)]
-        if isinstance(parts[0], Tensor):
-            return torch.cat(parts)
-        return WeightSpace.stack(parts)
+        return _joined(
+            [model(_slice(space, s, s + step)) for s in range(0, space.batch_size, step)]
+        )
     net_bytes = sum(t[0].numel() for t in space.tensors()) * _FLOAT_BYTES
     block_bytes = max(_MIN_BLOCK_BYTES, int(_BLOCK_SHARE_OF_NET * net_bytes))
-    outputs = [
-        BlockedForward(model, _slice(space, k, k + 1), block_bytes).run()
-        for k in range(space.batch_size)
-    ]
-    if isinstance(outputs[0], Tensor):
-        return torch.cat(outputs)
-    return WeightSpace.stack(outputs)
+    return _joined(
+        [
+            BlockedForward(model, _slice(space, k, k + 1), block_bytes).run()
+            for k in range(space.batch_size)
+        ]
+    )
+
+
+def _joined(parts: list) -> Tensor | WeightSpace:
+    """The parts' outputs as one batch; a single part as it is (a copy of a wide net's output
+    would double it at the end of the forward, its peak)."""
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], Tensor):
+        return torch.cat(parts)
+    return WeightSpace.stack(parts)
 
 
 def _slice(space: WeightSpace, start: int, stop: int) -> WeightSpace:

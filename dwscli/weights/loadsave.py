@@ -205,8 +205,11 @@ def _write_value(
     cast = new.to(original.dtype).contiguous()
     if _bit_equal(cast, original) or _bit_equal(new, original.to(new.dtype)):
         return original  # unchanged: the stored bytes go back untouched
-    if not allow_nonfinite:
-        n_bad = int((~torch.isfinite(_checkable(cast))).sum())
+    # A finite sum first (as on reading): isfinite() holds an abs() copy and masks, and
+    # summing its bool result widened it to int64, together about three times the weights'
+    # own size; count only when the sum says there may be something to report
+    if not allow_nonfinite and not math.isfinite(float(_checkable(cast).sum())):
+        n_bad = int(torch.count_nonzero(~torch.isfinite(_checkable(cast))))
         if n_bad:
             was_finite = bool(torch.isfinite(_checkable(new)).all())
             why = (
