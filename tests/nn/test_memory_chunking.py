@@ -178,3 +178,21 @@ def test_release_free_heap_returns_freed_heap_pages_on_glibc() -> None:
     for chunk in chunks[1::2]:
         libc.free(chunk)
     assert before - after > 16 * 1024  # of the 32 MiB of holes, most went back
+
+
+def test_a_single_blocked_net_is_not_copied_into_a_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The blocked forward's output for one net is returned as it is: joining a batch of one
+    copied a wide net's whole output at the end of the forward, where the peak was."""
+    spec = MLPSpec.parse(SPECS[0])
+    model = _model("equivariant", spec, fixed_mixing="shared", input_mixing=2)
+    space = _space(spec)
+    with torch.no_grad():
+        plain = model(space)
+
+    def no_join(*_args, **_kwargs):
+        raise AssertionError("a single net's output was joined into a batch")
+
+    monkeypatch.setattr(WeightSpace, "stack", no_join)
+    with torch.no_grad():
+        blocked = forward_within_memory(model, space, budget_bytes=1, batch_budget_bytes=1)
+    assert _max_diff(blocked, plain) < 1e-10
