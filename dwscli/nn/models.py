@@ -100,8 +100,12 @@ class WeightNormalizer(nn.Module):
     def normalize(self, space: WeightSpace) -> WSFeatures:
         tensors = [*space.weights, *space.biases]
         depth = space.spec.depth
-        out = [((t - self.mean[k]) / self.std[k])[..., None] for k, t in enumerate(tensors)]
+        out = [self.normalize_tensor(k, t)[..., None] for k, t in enumerate(tensors)]
         return WSFeatures(out[:depth], out[depth:])
+
+    def normalize_tensor(self, k: int, t: Tensor) -> Tensor:
+        """Tensor k (order W_1..W_L, b_1..b_L), or any slice of it, in normalised units."""
+        return (t - self.mean[k]) / self.std[k]
 
     def denormalize_delta(self, delta: WSFeatures) -> list[Tensor]:
         """Scale a change expressed in normalised units back to weight units."""

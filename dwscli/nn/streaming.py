@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from dwscli.errors import DwsError
 from dwscli.nn.fused import _broadcast_shape
+from dwscli.nn.heap import release_free_heap
 from dwscli.nn.layers import DWSLayer, _pool
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
@@ -35,11 +36,14 @@ DEFAULT_BUDGET_BYTES = 256 * 1024**2
 BATCH_BUDGET_BYTES = 1024**3
 #: A blocked forward's row block holds about this share of the net's own size in features
 #: (its matmul output, activation and residual temporaries come on top, about 4 blocks in all),
-#: and at least _MIN_BLOCK_BYTES: above glibc's largest mmap threshold (32 MiB), so that a freed
-#: block goes back to the kernel; smaller blocks of varying sizes stay in the heap and fragment
-#: it, and the peak then grows pass after pass.
-_BLOCK_SHARE_OF_NET = 0.5
-_MIN_BLOCK_BYTES = 34 * 1024**2
+#: and at least _MIN_BLOCK_BYTES (fewer, larger operations on narrower nets). Blocks below
+#: glibc's mmap threshold live in the heap, and freed ones would stay resident in its fragments
+#: (the peak then grew pass after pass): the heap's free pages go back to the kernel after
+#: every block (see dwscli.nn.heap). Smaller blocks cost no measurable time: on a
+#: 784-2048-2048-2048-10 net, blocks of a quarter of the net (9.5 MiB) took less CPU time than
+#: blocks of 34 MiB, and peaked about 80 MiB lower.
+_BLOCK_SHARE_OF_NET = 0.25
+_MIN_BLOCK_BYTES = 8 * 1024**2
 _FLOAT_BYTES = 4
 
 
@@ -148,19 +152,27 @@ def forward_within_memory(
         return model(space)
     if per_net <= budget_bytes or not supports_blocking(model):  # batch by size
         step = max(1, batch_budget // per_net)
-        parts = [model(_slice(space, s, s + step)) for s in range(0, space.batch_size, step)]
-        if isinstance(parts[0], Tensor):
-            return torch.cat(parts)
-        return WeightSpace.stack(parts)
+        return _joined(
+            [model(_slice(space, s, s + step)) for s in range(0, space.batch_size, step)]
+        )
     net_bytes = sum(t[0].numel() for t in space.tensors()) * _FLOAT_BYTES
     block_bytes = max(_MIN_BLOCK_BYTES, int(_BLOCK_SHARE_OF_NET * net_bytes))
-    outputs = [
-        BlockedForward(model, _slice(space, k, k + 1), block_bytes).run()
-        for k in range(space.batch_size)
-    ]
-    if isinstance(outputs[0], Tensor):
-        return torch.cat(outputs)
-    return WeightSpace.stack(outputs)
+    return _joined(
+        [
+            BlockedForward(model, _slice(space, k, k + 1), block_bytes).run()
+            for k in range(space.batch_size)
+        ]
+    )
+
+
+def _joined(parts: list) -> Tensor | WeightSpace:
+    """The parts' outputs as one batch; a single part as it is (a copy of a wide net's output
+    would double it at the end of the forward, its peak)."""
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], Tensor):
+        return torch.cat(parts)
+    return WeightSpace.stack(parts)
 
 
 def _slice(space: WeightSpace, start: int, stop: int) -> WeightSpace:
@@ -203,9 +215,15 @@ class BlockedForward:
         channels = max(layer.out_channels for layer in self.layers)
         self.block_bytes = block_bytes
         self.channels = channels
-        normalized = model.normalizer.normalize(space)
-        inputs = [*normalized.weights, *normalized.biases]  # the layers' W-then-b order
-        self.inputs = [layout.to_canonical(x) for layout, x in zip(layouts, inputs)]
+        self.normalizer = model.normalizer
+        # The layers' W-then-b order. Big tensors stay in weight units (views of the input):
+        # each row block is normalised when it is read, so no normalised copy of the net is
+        # held beside it; small ones are normalised once.
+        raw = [*space.weights, *space.biases]
+        self.inputs = [
+            layout.to_canonical((x if big else self.normalizer.normalize_tensor(t, x))[..., None])
+            for t, (layout, x, big) in enumerate(zip(layouts, raw, self.big))
+        ]
 
     # -- per-layer pieces ------------------------------------------------------------------
 
@@ -293,22 +311,31 @@ class BlockedForward:
                 return self._invariant_head(small, stats)
             return self._equivariant_output(history, small)
 
+    def _read(self, t: int, start: int, stop: int) -> Tensor:
+        """Rows start:stop of big tensor t's input, normalised (bit for bit as the plain
+        forward normalises the whole tensor: the same elementwise operations)."""
+        return self.normalizer.normalize_tensor(t, self.inputs[t][:, start:stop])
+
     def _input_stats(self, t: int) -> _Stats:
-        x = self.inputs[t]
+        x = self._read(t, 0, self.inputs[t].shape[1])
         row = x.mean(dim=2)
         return _Stats(row, x.mean(dim=1), row.mean(dim=1))
 
     def _blocks(self, t: int):
         """Row ranges of big tensor t, each about ``block_bytes`` of features (equal sizes
-        across tensors, so freed blocks are reused rather than fragmenting the heap)."""
+        across tensors, so freed blocks are reused rather than fragmenting the heap); after each
+        block the heap's free pages go back to the kernel (:func:`release_free_heap`)."""
         rows, cols = self.inputs[t].shape[1], self.inputs[t].shape[2]
         step = max(1, self.block_bytes // (cols * self.channels * _FLOAT_BYTES))
         for start in range(0, rows, step):
             yield start, min(rows, start + step)
+            # the block's temporaries are freed by now: hand their heap pages back, or the
+            # fragmented heap keeps them resident and the peak grows pass after pass
+            release_free_heap()
 
     def _through(self, history: list, t: int, start: int, stop: int) -> Tensor:
         """Rows start:stop of big tensor t after every layer in ``history``."""
-        x = self.inputs[t][:, start:stop]
+        x = self._read(t, start, stop)
         for k, entry in enumerate(history):
             x = self._layer(k, entry, t, x, start, stop)
         return x

@@ -254,6 +254,11 @@ def chunks(items: Sequence[Item], batch_size: int) -> Iterator[list[Item]]:
 
 
 def stack(chunk: Sequence[Item], device: torch.device) -> WeightSpace:
+    """The chunk's nets as one batch on ``device``, in float32. A single net is its
+    checkpoint's own tensors when they already are (no copy of a large net: the forward only
+    reads its input)."""
+    if len(chunk) == 1:
+        return chunk[0].checkpoint.space.to(device, torch.float32)
     return WeightSpace.stack([item.checkpoint.space for item in chunk]).to(device, torch.float32)
 
 

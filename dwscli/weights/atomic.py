@@ -16,7 +16,7 @@ import re
 import socket
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from dwscli.errors import DwsError, describe_os_error
@@ -202,11 +202,20 @@ def _move_into_place(tmp: Path, target: Path, *, force: bool) -> None:
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, force: bool = False) -> Path:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_path`); returns the path."""
+    return atomic_write_chunks(path, [data], force=force)
+
+
+def atomic_write_chunks(
+    path: str | os.PathLike[str], chunks: Iterable[bytes | memoryview], *, force: bool = False
+) -> Path:
+    """Write ``chunks`` one after the other to ``path``, atomically (see :func:`atomic_path`),
+    without joining them into one buffer first; returns the path."""
     target = Path(path)
     with atomic_path(target, force=force) as tmp:
         try:
             with open(tmp, "wb") as handle:
-                handle.write(data)
+                for chunk in chunks:
+                    handle.write(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as exc:

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import stat
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,8 +256,6 @@ def load_safetensors_tensors(
     Each tensor gets memory of its own (nothing stays mapped to the file). Read by hand rather
     than with ``safe_open``, which needs the path to be valid UTF-8.
     """
-    import sys
-
     tensors: dict[str, Tensor] = {}
     try:
         with open(path, "rb") as handle:
@@ -264,8 +263,8 @@ def load_safetensors_tensors(
                 info = infos[key]
                 begin, end = info.span
                 handle.seek(begin)
-                raw = bytearray(handle.read(end - begin))
-                if len(raw) != end - begin:
+                raw = bytearray(end - begin)  # read into it: no second, transient copy
+                if handle.readinto(raw) != end - begin:
                     raise DwsError(f"{path}: file shrank while being read (tensor {key!r})")
                 assert info.dtype is not None  # the layout accepts floating tensors only
                 if not raw:
@@ -397,8 +396,52 @@ def serialize(target: Path, tensors: dict[str, Tensor], metadata: dict[str, str]
     import safetensors
     import safetensors.torch
 
-    clean = {utf8_text(str(k)): utf8_text(str(v)) for k, v in sorted(metadata.items())}
+    clean = _clean_metadata(metadata)
     try:
         return canonical_safetensors(safetensors.torch.save(tensors, metadata=clean))
     except (safetensors.SafetensorError, ValueError, RuntimeError, TypeError) as exc:
         raise DwsError(f"{target}: cannot serialise the checkpoint ({first_line(exc)})") from exc
+
+
+def _clean_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    return {utf8_text(str(k)): utf8_text(str(v)) for k, v in sorted(metadata.items())}
+
+
+def serialize_chunks(
+    target: Path, tensors: dict[str, Tensor], metadata: dict[str, str]
+) -> list[bytes | memoryview]:
+    """:func:`serialize`'s bytes as pieces to write one after the other: the header, then a
+    view of each tensor's own memory (no copy).
+
+    ``serialize`` holds the file's bytes up to three times over (safetensors' buffer, then the
+    slice and the concatenation that sort its header): for a large net, more than the forward
+    that made the weights. Here safetensors lays out only one-element stand-ins of the same
+    names and dtypes (its order of the data: by dtype, then name), and the data offsets follow
+    from the real sizes, so the bytes are the same as ``serialize``'s.
+    """
+    import safetensors
+    import safetensors.torch
+
+    if sys.byteorder != "little":  # pragma: no cover - safetensors data is little-endian
+        return [serialize(target, tensors, metadata)]
+    contiguous = {key: tensor.detach().cpu().contiguous() for key, tensor in tensors.items()}
+    stand_ins = {key: torch.zeros(1, dtype=tensor.dtype) for key, tensor in contiguous.items()}
+    try:
+        layout = safetensors.torch.save(stand_ins, metadata=_clean_metadata(metadata))
+    except (safetensors.SafetensorError, ValueError, RuntimeError, TypeError) as exc:
+        raise DwsError(f"{target}: cannot serialise the checkpoint ({first_line(exc)})") from exc
+    length = int.from_bytes(layout[:8], "little")
+    header = json.loads(layout[8 : 8 + length])
+    pieces: list[bytes | memoryview] = []
+    offset = 0
+    for key in sorted(contiguous, key=lambda name: header[name]["data_offsets"][0]):
+        tensor = contiguous[key]
+        size = tensor.numel() * tensor.element_size()
+        header[key]["shape"] = list(tensor.shape)
+        header[key]["data_offsets"] = [offset, offset + size]
+        offset += size
+        if size:
+            pieces.append(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return [len(text).to_bytes(8, "little") + text, *pieces]

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from dwscli import __version__
 from dwscli.errors import DwsError
-from dwscli.weights.atomic import atomic_write_bytes, check_writable_target, make_out_dir
+from dwscli.weights.atomic import atomic_write_chunks, check_writable_target, make_out_dir
 from dwscli.weights.fileformat import (
     TensorInfo,
     check_input_path,
@@ -32,7 +32,7 @@ from dwscli.weights.fileformat import (
     read_head,
     read_safetensors_header,
     same_file,
-    serialize,
+    serialize_chunks,
     sniff_format,
     torch_dtype_name,
 )
@@ -201,11 +201,15 @@ def _write_value(
 ) -> Tensor:
     """The tensor to write for ``key``: the original object when the value is unchanged."""
     new = new.detach().cpu()
-    cast = new.to(original.dtype, copy=True).contiguous()
+    # no copy when the dtype is already right: the written tensor may share the caller's memory
+    cast = new.to(original.dtype).contiguous()
     if _bit_equal(cast, original) or _bit_equal(new, original.to(new.dtype)):
         return original  # unchanged: the stored bytes go back untouched
-    if not allow_nonfinite:
-        n_bad = int((~torch.isfinite(_checkable(cast))).sum())
+    # A finite sum first (as on reading): isfinite() holds an abs() copy and masks, and
+    # summing its bool result widened it to int64, together about three times the weights'
+    # own size; count only when the sum says there may be something to report
+    if not allow_nonfinite and not math.isfinite(float(_checkable(cast).sum())):
+        n_bad = int(torch.count_nonzero(~torch.isfinite(_checkable(cast))))
         if n_bad:
             was_finite = bool(torch.isfinite(_checkable(new)).all())
             why = (
@@ -297,10 +301,10 @@ def save_checkpoint(
     metadata[PROVENANCE_PREFIX + "version"] = __version__
     metadata[PROVENANCE_PREFIX + "source"] = checkpoint.path.name
     metadata.update(provenance_metadata(provenance))
-    data = serialize(target, tensors, metadata)
+    chunks = serialize_chunks(target, tensors, metadata)
     if create_parent:
         make_out_dir(target.parent)
-    return atomic_write_bytes(target, data, force=force)
+    return atomic_write_chunks(target, chunks, force=force)
 
 
 def save_space(
@@ -338,5 +342,4 @@ def save_space(
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
     meta[METADATA_SPEC_KEY] = str(space.spec)
     meta[PROVENANCE_PREFIX + "version"] = __version__
-    data = serialize(target, tensors, meta)
-    return atomic_write_bytes(target, data, force=force)
+    return atomic_write_chunks(target, serialize_chunks(target, tensors, meta), force=force)
