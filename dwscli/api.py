@@ -537,7 +537,7 @@ def evaluate(
 
         >>> api.evaluate("sine-embed", "zoos/sines", by=["init"])  # doctest: +SKIP
     """
-    from dwscli.processors.evaluate import evaluate as run
+    from dwscli.train.evaluate_processor import evaluate as run
 
     return run(
         processor,

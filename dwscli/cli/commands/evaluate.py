@@ -12,7 +12,7 @@ from dwscli.cli.options import JsonOption, ThreadsOption
 from dwscli.cli.output import Output, make_table
 
 if TYPE_CHECKING:
-    from dwscli.processors.evaluate import Evaluation
+    from dwscli.train.evaluate_processor import Evaluation
 
 EPILOG = (
     "Examples:\n\n"
