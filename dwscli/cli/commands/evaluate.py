@@ -28,6 +28,10 @@ def _format(value: object) -> str:
     return "-" if value is None else str(value)
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
 def _metrics_text(metrics: dict[str, float] | None) -> str:
     return ", ".join(f"{k} {_format(v)}" for k, v in (metrics or {}).items()) or "-"
 
@@ -36,10 +40,12 @@ def render(result: Evaluation) -> object:
     """One row for the split, one per recipe-field value, one per outcome."""
     flagged = None if result.ood is None else result.ood["flagged_fraction"]
     rows: list[list[object]] = [
-        [result.split, result.nets, _metrics_text(result.metrics), _format(flagged)]
+        [result.split, result.nets, _metrics_text(result.metrics), _percent(flagged)]
     ]
     if result.card_metrics:
-        rows.append([f"{result.split} (card)", "", _metrics_text(result.card_metrics), ""])
+        rows.append(
+            [f"{result.split} (card: training zoo)", "", _metrics_text(result.card_metrics), ""]
+        )
     for name, groups in result.by.items():
         for value, group in groups.items():
             rows.append(
@@ -47,11 +53,11 @@ def render(result: Evaluation) -> object:
                     f"{name}={value}",
                     group["nets"],
                     _metrics_text(group["metrics"]),
-                    _format(group["flagged_fraction"]),
+                    _percent(group["flagged_fraction"]),
                 ]
             )
     for label, group in (result.outcome or {}).items():
-        rows.append([f"processor {label}", group["nets"], "", _format(group["flagged_fraction"])])
+        rows.append([f"processor {label}", group["nets"], "", _percent(group["flagged_fraction"])])
     title = f"{result.processor} ({result.task}) on {result.zoo}"
     return make_table(["nets", "count", "metrics", "OOD flagged"], rows, title=title)
 
