@@ -520,6 +520,36 @@ def adapt(
 # training and comparing
 
 
+def evaluate(
+    processor: str,
+    zoo: PathLike,
+    *,
+    split: str = "test",
+    max_nets: int | None = None,
+    by: list[str] | None = None,
+    batch_size: int = 128,
+    device: str = "auto",
+) -> Any:
+    """Score a processor on a zoo split (``dws evaluate``): an ``Evaluation`` with the metrics
+    its task reports in training, the card's metrics for that split, the fraction of the nets
+    its OOD check flags, and (``by``) both per value of recorded recipe fields. ``split``:
+    ``test``, ``val``, ``train``, ``test_heldout_recipe`` or ``all``.
+
+        >>> api.evaluate("sine-embed", "zoos/sines", by=["init"])  # doctest: +SKIP
+    """
+    from dwscli.train.evaluate_processor import evaluate as run
+
+    return run(
+        processor,
+        Path(zoo),
+        split=split,
+        max_nets=max_nets,
+        by=by,
+        batch_size=batch_size,
+        device=device,
+    )
+
+
 def load_train_config(config: PathLike, *, device: str | None = None) -> Any:
     """A training config read and checked (``TrainConfig``), ``device`` overriding its own."""
     from dwscli.train import load_config
@@ -833,6 +863,7 @@ __all__ = [
     "data_status",
     "edit",
     "embed",
+    "evaluate",
     "export_zoo",
     "hold_out_region",
     "inr_recipe",

@@ -19,6 +19,7 @@ from dwscli.cli.commands import (
     compare,
     data,
     equivariance,
+    evaluate,
     inrs,
     inspect,
     permute,
@@ -113,6 +114,7 @@ for _module in (
     zoo,
     render,
     train,
+    evaluate,
     compare,
     data,
 ):

@@ -52,7 +52,7 @@ WarningHandler = Callable[[Path, str], None]
 
 
 #: Zoo conventions that describe how a zoo was *made*, not how its nets are read.
-_NOT_READING_CONVENTIONS = frozenset({"points"})
+NOT_READING_CONVENTIONS = frozenset({"points"})
 
 
 # ------------------------------------------------------------------------------------------
@@ -129,10 +129,11 @@ def shown_value(key: str, value: object) -> str:
     return str(value)
 
 
-def _same(actual: str, expected: object) -> bool:
+def same_setting(actual: object, expected: object) -> bool:
+    """Whether a recorded convention equals the expected one (numbers up to rounding)."""
     a, b = _numbers(actual), _numbers(expected)
     if a is None or b is None:
-        return actual.strip() == str(expected).strip()
+        return str(actual).strip() == str(expected).strip()
     return len(a) == len(b) and all(
         math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-9) for x, y in zip(a, b)
     )
@@ -154,7 +155,7 @@ def check_conventions(checkpoint: Checkpoint, processor: Processor) -> None:
     if isinstance(conventions, Mapping):
         for key, expected in conventions.items():
             actual = checkpoint.metadata.get(f"inr.{key}")
-            if key in _NOT_READING_CONVENTIONS or actual is None or _same(actual, expected):
+            if key in NOT_READING_CONVENTIONS or actual is None or same_setting(actual, expected):
                 continue
             raise DwsError(
                 f"{checkpoint.path}: INR convention inr.{key} is {actual} but processor "

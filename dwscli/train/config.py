@@ -202,7 +202,7 @@ class TrainConfig:
             )
         return cls(
             name=name,
-            task=_task_section(data["task"], source),
+            task=task_settings(data["task"], source),
             zoo=zoo,
             output=Path(data.get("output") or f"runs/{name}").expanduser(),
             model=_model_section(data.get("model"), source),
@@ -225,7 +225,8 @@ def _default_for_section(data: Any, source: str | None) -> DefaultFor | None:
     return build_section(DefaultFor, data, prefix="default_for.", source=source)
 
 
-def _task_section(data: Any, source: str | None) -> TaskSettings:
+def task_settings(data: Any, source: str | None) -> TaskSettings:
+    """A ``task:`` section (a name, or a mapping of the name and its options) checked."""
     where = source or "config"
     if isinstance(data, str):
         data = {"name": data}

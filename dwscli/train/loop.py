@@ -33,6 +33,7 @@ from dwscli.train import card as cards
 from dwscli.train import data, distributed
 from dwscli.train.augment import augment_batch, check_zoo, input_range
 from dwscli.train.config import TrainConfig, load_config
+from dwscli.train.evaluation import collect_values, training_sample
 from dwscli.train.netstore import ShardMaps, SplitNets
 from dwscli.train.probes import init_probes
 from dwscli.train.report import Reporter, TrainReporter, TrainResult
@@ -90,9 +91,7 @@ class Trainer:
                 self.task.check_targets(nets.name, nets.targets, nets.ids)
         # A fixed sample of training nets: the normaliser is fitted on it, and the loss on it
         # before and after training shows what training did (cheaper than the whole split).
-        sample = min(s.normalizer_nets, len(self.train_nets))
-        picks = torch.randperm(len(self.train_nets), generator=data.generator(s.seed, "sample"))
-        self.sample_positions = picks[:sample].sort().values
+        self.sample_positions = training_sample(len(self.train_nets), s.normalizer_nets, s.seed)
 
         torch.manual_seed(s.seed)
         self.model: nn.Module = self.arch.build(
@@ -153,26 +152,15 @@ class Trainer:
 
     def collect(self, nets: SplitNets, positions: Tensor | None = None) -> dict[str, Tensor]:
         """The task's per-net values of the current model on ``nets``, in ``nets`` order."""
-        env = self.env
-        chosen = torch.arange(len(nets)) if positions is None else positions
-        mine = chosen[env.rank :: env.world_size]
-        size = self.settings.eval_batch_size or self.settings.batch_size
-        values: dict[str, list[Tensor]] = {}
-        self.model.eval()
-        with torch.no_grad():
-            for part in mine.split(size):
-                batch = nets.batch(part)
-                output = self.task.eval_forward(self.model, batch.space.to(self.device))
-                for key, value in self.task.evaluate(output, batch).items():
-                    values.setdefault(key, []).append(value.detach().cpu())
-        local = {key: torch.cat(parts) for key, parts in values.items()}
-        gathered = distributed.all_gather_objects(env, (mine, local))
-        order = torch.cat([g[0] for g in gathered]).argsort()
-        merged = {
-            key: torch.cat([g[1][key] for g in gathered if key in g[1]])[order]
-            for key in gathered[0][1]
-        }
-        return merged
+        return collect_values(
+            self.task,
+            self.model,
+            nets,
+            batch_size=self.settings.eval_batch_size or self.settings.batch_size,
+            device=self.device,
+            positions=positions,
+            env=self.env,
+        )
 
     def train_epoch(self, epoch: int) -> float:
         """One epoch; returns the mean per-net training loss over all ranks."""

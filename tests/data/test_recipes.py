@@ -459,3 +459,18 @@ def test_bad_recipe_options_are_one_line_errors(tmp_path: Path) -> None:
         assert first.startswith("error: ") and fragment in first, (args, result.stderr)
         assert "Traceback" not in result.output
     assert not (tmp_path / "z").exists()
+
+
+def test_a_recipe_file_based_on_default_keeps_the_default_conventions(tmp_path: Path) -> None:
+    """The shipped INR processors read `default`-recipe nets (2-32-32-32-1, pixel = 0.5 + 0.5
+    out): a diverse zoo for them is a recipe file with ``base: default``."""
+    recipe = tmp_path / "default-diverse.yaml"
+    recipe.write_text("base: default\n")
+    config = inr_recipe(str(recipe))
+    assert config.ranges is not None and config.ranges.base == "default"
+    assert config.ranges.optimizers == PRESETS["inr"]["diverse"].optimizers
+    assert config.spec == "2-32-32-32-1:sine;w0=30"
+    assert (config.output_scale, config.output_offset) == (0.5, 0.5)
+    assert config.recipe == "default-diverse"
+    plain = inr_recipe("diverse")  # the preset keeps the dwsnets conventions
+    assert (plain.spec, plain.output_scale) == ("2-32-32-1:sine;w0=30", 1.0)
