@@ -66,3 +66,22 @@ def small_inr_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     make_inr_zoo(out, "mnist", count=40, config=config, shard_size=16)
     return out
+
+
+@pytest.fixture(scope="session")
+def diverse_inr_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 small MNIST SIRENs, each fitted with its own drawn recipe (few steps); the nets
+    fitted with SGD are the held-out-recipe split. Shared by the held-out-recipe and the
+    ``dws evaluate`` tests."""
+    import yaml
+
+    from dwscli.data.zoo_make import inr_recipe, make_inr_zoo
+    from dwscli.data.zoo_splits import parse_hold_out
+
+    root = tmp_path_factory.mktemp("diverse")
+    recipe = root / "fast.yaml"
+    recipe.write_text(yaml.safe_dump({"steps": [10, 40], "batch": ["full", 196]}))
+    config = inr_recipe(str(recipe), spec="2-8-8-1:sine;w0=30", compiled=False, chunk=40)
+    hold_out = parse_hold_out("optimizer=sgd")
+    make_inr_zoo(root / "zoo", "mnist", count=40, config=config, shard_size=20, hold_out=hold_out)
+    return root / "zoo"

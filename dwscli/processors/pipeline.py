@@ -44,6 +44,7 @@ from dwscli.processors.loading import Processor, load_processor
 from dwscli.processors.ood import UNCHECKED_FIELDS, OodResult, warning_text
 from dwscli.weights.checkpoint import Checkpoint, load_checkpoint
 from dwscli.weights.space import WeightSpace
+from dwscli.weights.spec import MLPSpec
 
 ErrorHandler = Callable[[Path, DwsError], None]
 Progress = Callable[[int], None]
@@ -95,13 +96,25 @@ def check_fits(checkpoint: Checkpoint, processor: Processor) -> None:
     """Refuse a network the processor was not made for, saying what it expects."""
     expected = processor.spec
     spec = checkpoint.spec
-    if not expected.fixed_dims_match(spec) or spec.activation != expected.activation:
-        widths = [str(expected.input_dim), *["*"] * len(expected.hidden_widths)]
-        shape = "-".join([*widths, str(expected.output_dim)])
+    if not spec_fits(spec, expected):
         raise DwsError(
             f"{checkpoint.path}: a {spec} network does not fit processor {processor.name}, "
-            f"which expects {shape}:{expected.activation} (* = any width)"
+            f"which expects {accepted_shape(expected)}"
         )
+
+
+def spec_fits(spec: MLPSpec, expected: MLPSpec) -> bool:
+    """True when a processor made for ``expected`` nets can read ``spec`` nets (same depth,
+    input and output widths and activation; hidden widths may differ)."""
+    return expected.fixed_dims_match(spec) and spec.activation == expected.activation
+
+
+def accepted_shape(expected: MLPSpec) -> str:
+    """The nets a processor made for ``expected`` reads, e.g. ``196-*-*-10:relu (* = any
+    width)``."""
+    widths = [str(expected.input_dim), *["*"] * len(expected.hidden_widths)]
+    shape = "-".join([*widths, str(expected.output_dim)])
+    return f"{shape}:{expected.activation} (* = any width)"
 
 
 def _numbers(value: object) -> tuple[float, ...] | None:

@@ -33,7 +33,13 @@ from dwscli.data.zoo_format import HELDOUT_SPLIT
 from dwscli.errors import DwsError
 from dwscli.processors.loading import Processor, load_processor
 from dwscli.processors.ood import net_statistics, spread_subset
-from dwscli.processors.pipeline import NOT_READING_CONVENTIONS, same_setting, shown_value
+from dwscli.processors.pipeline import (
+    NOT_READING_CONVENTIONS,
+    accepted_shape,
+    same_setting,
+    shown_value,
+    spec_fits,
+)
 from dwscli.train.netstore import ShardMaps, SplitNets
 from dwscli.train.tasks import Task
 
@@ -80,12 +86,10 @@ def check_zoo_fits(processor: Processor, zoo: Zoo) -> None:
     if wanted_kind and zoo.kind != wanted_kind:
         raise DwsError(f"{where}: a {zoo.kind} zoo, but processor {name} reads {wanted_kind} nets")
     expected, spec = card.spec, zoo.spec
-    if not expected.fixed_dims_match(spec) or spec.activation != expected.activation:
-        widths = [str(expected.input_dim), *["*"] * len(expected.hidden_widths)]
-        shape = "-".join([*widths, str(expected.output_dim)])
+    if not spec_fits(spec, expected):
         raise DwsError(
             f"{where}: the zoo's {spec} nets do not fit processor {name}, "
-            f"which expects {shape}:{expected.activation} (* = any width)"
+            f"which expects {accepted_shape(expected)}"
         )
     dataset = zoo.meta.dataset
     if card.input.dataset and dataset and dataset != card.input.dataset:

@@ -13,15 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from dwscli import api
 from dwscli.cli.app import app
 from dwscli.data.zoo import Zoo
 from dwscli.data.zoo_format import HELDOUT_SPLIT
-from dwscli.data.zoo_make import SineZooConfig, inr_recipe, make_inr_zoo, make_sine_zoo
-from dwscli.data.zoo_splits import parse_hold_out
+from dwscli.data.zoo_make import SineZooConfig, make_sine_zoo
 from dwscli.processors.card import ProcessorCard
 from dwscli.train import TrainConfig, train
 
@@ -45,18 +43,6 @@ def _train(zoo: Path, out: Path, name: str, task: dict[str, Any], **model: Any) 
 
 
 @pytest.fixture(scope="module")
-def diverse_inrs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """40 small MNIST SIRENs, each with its own drawn fitting recipe; SGD nets held out."""
-    root = tmp_path_factory.mktemp("eval-diverse")
-    recipe = root / "fast.yaml"
-    recipe.write_text(yaml.safe_dump({"steps": [10, 40], "batch": ["full", 196]}))
-    config = inr_recipe(str(recipe), spec="2-8-8-1:sine;w0=30", compiled=False, chunk=40)
-    hold_out = parse_hold_out("optimizer=sgd")
-    make_inr_zoo(root / "zoo", "mnist", count=40, config=config, shard_size=20, hold_out=hold_out)
-    return root / "zoo"
-
-
-@pytest.fixture(scope="module")
 def sines(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("eval-sines") / "zoo"
     config = SineZooConfig(spec="1-8-8-1:sine;w0=30", points=32, steps=60, chunk=60, compiled=False)
@@ -65,9 +51,9 @@ def sines(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def classify_card(diverse_inrs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def classify_card(diverse_inr_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("eval-classify")
-    return _train(diverse_inrs, out, "tiny-classify", {"name": "inr-classify"})
+    return _train(diverse_inr_zoo, out, "tiny-classify", {"name": "inr-classify"})
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +77,11 @@ def _assert_same(measured: dict[str, float], card: dict[str, float]) -> None:
 
 @pytest.mark.parametrize("split", ["test", "val", HELDOUT_SPLIT])
 def test_the_metrics_equal_what_dws_train_wrote_to_the_card(
-    classify_card: Path, diverse_inrs: Path, split: str
+    classify_card: Path, diverse_inr_zoo: Path, split: str
 ) -> None:
     card = ProcessorCard.read(classify_card)
-    result = api.evaluate(str(classify_card), diverse_inrs, split=split, device="cpu")
-    assert result.nets == len(Zoo.open(diverse_inrs).ids(split))
+    result = api.evaluate(str(classify_card), diverse_inr_zoo, split=split, device="cpu")
+    assert result.nets == len(Zoo.open(diverse_inr_zoo).ids(split))
     _assert_same(result.metrics, card.metrics[split])
     assert result.card_metrics == card.metrics[split]
 
@@ -116,9 +102,9 @@ def test_an_embedding_refits_its_probe_as_in_training(embed_card: Path, sines: P
 
 
 def test_json_shape_all_splits_breakdown_and_outcome(
-    classify_card: Path, diverse_inrs: Path
+    classify_card: Path, diverse_inr_zoo: Path
 ) -> None:
-    done = dws("evaluate", str(classify_card), str(diverse_inrs), "--split", "all", "--by",
+    done = dws("evaluate", str(classify_card), str(diverse_inr_zoo), "--split", "all", "--by",
                "optimizer", "--json", "--device", "cpu")  # fmt: skip
     assert done.exit_code == 0, done.output
     data = json.loads(done.stdout)
@@ -126,7 +112,7 @@ def test_json_shape_all_splits_breakdown_and_outcome(
         "processor", "task", "zoo", "split", "nets", "metrics", "card_metrics", "ood", "by",
         "outcome",
     }  # fmt: skip
-    zoo = Zoo.open(diverse_inrs)
+    zoo = Zoo.open(diverse_inr_zoo)
     assert data["split"] == "all" and data["nets"] == len(zoo) and data["card_metrics"] is None
     assert data["task"] == "inr-classify" and set(data["metrics"]) == {"accuracy", "loss"}
     assert set(data["ood"]) == {"flagged_fraction", "flagged", "threshold"}
@@ -137,12 +123,14 @@ def test_json_shape_all_splits_breakdown_and_outcome(
         name: optimizers.count(name) for name in set(optimizers)
     }
     # the SGD nets are the held-out split: their group's accuracy is that split's
-    sgd = api.evaluate(str(classify_card), diverse_inrs, split=HELDOUT_SPLIT, device="cpu")
+    sgd = api.evaluate(str(classify_card), diverse_inr_zoo, split=HELDOUT_SPLIT, device="cpu")
     assert groups["sgd"]["metrics"]["accuracy"] == pytest.approx(sgd.metrics["accuracy"])
     outcome = data["outcome"]
     right = round(data["metrics"]["accuracy"] * len(zoo))
     assert (outcome["right"]["nets"], outcome["wrong"]["nets"]) == (right, len(zoo) - right)
-    limited = api.evaluate(str(classify_card), diverse_inrs, split="all", max_nets=7, device="cpu")
+    limited = api.evaluate(
+        str(classify_card), diverse_inr_zoo, split="all", max_nets=7, device="cpu"
+    )
     assert limited.nets == 7
 
 
@@ -162,19 +150,19 @@ def _copy(zoo: Path, tmp_path: Path) -> Path:
 
 
 def test_a_zoo_the_processor_cannot_read_is_a_one_line_error(
-    classify_card: Path, accuracy_card: Path, diverse_inrs: Path, da_zoo: Path, tmp_path: Path
+    classify_card: Path, accuracy_card: Path, diverse_inr_zoo: Path, da_zoo: Path, tmp_path: Path
 ) -> None:
     card = str(classify_card)
     # kind: an INR classifier on a classifier zoo
     _one_line_error(dws("evaluate", card, str(da_zoo)), f"{da_zoo}: a classifier zoo", "inr")
     # spec: the shipped 2-32-32-32-1 processor on 2-8-8-1 nets
     _one_line_error(
-        dws("evaluate", "mnist-inr-classify", str(diverse_inrs)),
+        dws("evaluate", "mnist-inr-classify", str(diverse_inr_zoo)),
         "2-8-8-1",
         "2-*-*-*-1:sine",
     )
     # conventions: nets read with another output scale
-    copy = _copy(diverse_inrs, tmp_path)
+    copy = _copy(diverse_inr_zoo, tmp_path)
     meta = json.loads((copy / "zoo.json").read_text())
     meta["conventions"]["output_scale"] = 0.25
     (copy / "zoo.json").write_text(json.dumps(meta))
@@ -192,11 +180,11 @@ def test_a_zoo_the_processor_cannot_read_is_a_one_line_error(
 
 
 def test_bad_splits_and_unfinished_zoos_are_one_line_errors(
-    classify_card: Path, accuracy_card: Path, diverse_inrs: Path, da_zoo: Path, tmp_path: Path
+    classify_card: Path, accuracy_card: Path, diverse_inr_zoo: Path, da_zoo: Path, tmp_path: Path
 ) -> None:
     card = str(classify_card)
     _one_line_error(
-        dws("evaluate", card, str(diverse_inrs), "--split", "tset"),
+        dws("evaluate", card, str(diverse_inr_zoo), "--split", "tset"),
         "unknown split 'tset'",
         "test_heldout_recipe",
     )
@@ -205,11 +193,11 @@ def test_bad_splits_and_unfinished_zoos_are_one_line_errors(
         dws("evaluate", str(accuracy_card), str(da_zoo), "--split", HELDOUT_SPLIT),
         f"{da_zoo}: the zoo has no {HELDOUT_SPLIT} split",
     )
-    copy = _copy(diverse_inrs, tmp_path)
+    copy = _copy(diverse_inr_zoo, tmp_path)
     (copy / "manifest.jsonl").unlink()
     _one_line_error(dws("evaluate", card, str(copy)), f"{copy}: zoo is not finished")
     _one_line_error(
-        dws("evaluate", card, str(diverse_inrs), "--split", "all", "--by", "lr"),
+        dws("evaluate", card, str(diverse_inr_zoo), "--split", "all", "--by", "lr"),
         "--by lr",
         "distinct values",
     )

@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 from dwscli.cli.app import app
 from dwscli.data.zoo import Zoo
 from dwscli.data.zoo_format import HELDOUT_SPLIT, SPLITS
-from dwscli.data.zoo_make import inr_recipe, make_inr_zoo
 from dwscli.data.zoo_splits import hold_out_matcher, parse_hold_out, split_by_source
 from dwscli.processors.card import ProcessorCard
 
@@ -85,37 +84,24 @@ def test_a_region_on_a_value_range_and_a_zoo_without_one_split_as_before() -> No
     assert parse_hold_out("lr=..1e-3") == {"lr": {"max": 1e-3}}
 
 
-@pytest.fixture(scope="module")
-def diverse_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """40 small MNIST SIRENs, each fitted with its own drawn recipe (few steps), SGD nets held
-    out."""
-    root = tmp_path_factory.mktemp("diverse")
-    recipe = root / "fast.yaml"
-    recipe.write_text(yaml.safe_dump({"steps": [10, 40], "batch": ["full", 196]}))
-    config = inr_recipe(str(recipe), spec="2-8-8-1:sine;w0=30", compiled=False, chunk=40)
-    hold_out = parse_hold_out("optimizer=sgd")
-    make_inr_zoo(root / "zoo", "mnist", count=40, config=config, shard_size=20, hold_out=hold_out)
-    return root / "zoo"
-
-
-def test_a_zoo_made_with_a_region_records_it_and_splits_on_it(diverse_zoo: Path) -> None:
-    meta = json.loads((diverse_zoo / "zoo.json").read_text())
+def test_a_zoo_made_with_a_region_records_it_and_splits_on_it(diverse_inr_zoo: Path) -> None:
+    meta = json.loads((diverse_inr_zoo / "zoo.json").read_text())
     assert meta["split"]["hold_out"] == {"optimizer": {"in": ["sgd"]}}
-    zoo = Zoo.open(diverse_zoo)
+    zoo = Zoo.open(diverse_inr_zoo)
     held = zoo.ids(HELDOUT_SPLIT)
     assert held == [r["id"] for r in zoo.records() if r["hparams"]["optimizer"] == "sgd"]
     assert all(r["hparams"]["optimizer"] == "adam" for s in SPLITS for r in zoo.records(s))
-    info = json.loads(dws("zoo", "info", str(diverse_zoo), "--json").stdout)
+    info = json.loads(dws("zoo", "info", str(diverse_inr_zoo), "--json").stdout)
     assert info["splits"][HELDOUT_SPLIT] == len(held)
 
 
 def test_dws_zoo_split_resplits_a_finished_zoo_only_when_forced(
-    diverse_zoo: Path, tmp_path: Path
+    diverse_inr_zoo: Path, tmp_path: Path
 ) -> None:
     import shutil
 
     copy = tmp_path / "zoo"
-    shutil.copytree(diverse_zoo, copy)
+    shutil.copytree(diverse_inr_zoo, copy)
     before = (copy / "splits.json").read_text()
     refused = dws("zoo", "split", str(copy), "--hold-out", "init=dwsnets|torch-linear")
     assert refused.exit_code != 0 and "--force" in refused.stderr
@@ -151,14 +137,14 @@ def _config(path: Path, zoo: Path, out: Path) -> Path:
 
 
 def test_dws_train_scores_test_and_heldout_recipes_on_the_card(
-    diverse_zoo: Path, tmp_path: Path
+    diverse_inr_zoo: Path, tmp_path: Path
 ) -> None:
-    result = dws("train", str(_config(tmp_path / "c.yaml", diverse_zoo, tmp_path)), "--json")
+    result = dws("train", str(_config(tmp_path / "c.yaml", diverse_inr_zoo, tmp_path)), "--json")
     assert result.exit_code == 0, result.output
     card = ProcessorCard.read(tmp_path / "tiny-heldout.yaml")
     assert set(card.metrics["test"]) == {"accuracy", "loss"}
     assert set(card.metrics[HELDOUT_SPLIT]) == {"accuracy", "loss"}
-    zoo = Zoo.open(diverse_zoo)
+    zoo = Zoo.open(diverse_inr_zoo)
     assert card.training["zoo"]["splits"][HELDOUT_SPLIT] == len(zoo.ids(HELDOUT_SPLIT))
     # scored on the held-out nets themselves: accuracy is a multiple of 1 / their count
     count = len(zoo.ids(HELDOUT_SPLIT))
@@ -175,8 +161,8 @@ def test_dws_train_on_a_zoo_without_a_region_writes_no_heldout_metric(
     assert HELDOUT_SPLIT not in card.metrics and "test" in card.metrics
 
 
-def test_dws_compare_tables_gain_the_heldout_column(diverse_zoo: Path, tmp_path: Path) -> None:
-    config = _config(tmp_path / "c.yaml", diverse_zoo, tmp_path / "unused")
+def test_dws_compare_tables_gain_the_heldout_column(diverse_inr_zoo: Path, tmp_path: Path) -> None:
+    config = _config(tmp_path / "c.yaml", diverse_inr_zoo, tmp_path / "unused")
     out = tmp_path / "results"
     result = dws("compare", str(config), "--archs", "dws", "--seeds", "1", "-o", str(out))
     assert result.exit_code == 0, result.output
