@@ -12,12 +12,21 @@ is validated as a :class:`~dwscli.train.config.TrainConfig`::
         mlp: {hidden: [256, 256]}
       train:                         # per-arch train settings (not the budget: see BUDGET_KEYS)
         mlp: {permutation_augmentation: false, lr: 3.0e-4}
+      reuse:                         # an arch's run is the processor another config trains
+        dws: configs/mnist-inr-classify-dws.yaml
 
 Which model options a run gets: ``compare.models.<arch>`` when given; else the config's own
 ``model:`` section when its ``model.arch`` is that arch (``dws`` when unset); else the arch's
 defaults. Every run shares the config's task, zoo, split and ``train:`` settings (the same
 budget: epochs, training nets, batch size), apart from the per-arch ``compare.train`` overrides
 and ``train.seed``, which is the run's seed.
+
+``compare.reuse`` names, per arch, a training config (e.g. the one a shipped processor is
+trained by) whose processor *is* that arch's run for the seed it trains with: the comparison
+reads it when it is finished and trains it in place (with resume) when it is not, so a long
+model is trained once for both purposes. The reused config must be the run the comparison would
+train: the same task, zoo, arch and train settings (only where it is written, its name, version,
+description, default and evaluation batch size may differ).
 """
 
 from __future__ import annotations
@@ -30,11 +39,23 @@ from typing import Any
 
 from dwscli.errors import DwsError
 from dwscli.nn.archs import ARCHS, get_arch
-from dwscli.safe_yaml import load_yaml_file
+from dwscli.safe_yaml import load_yaml_file, short_repr
 from dwscli.schema import ConfigError, build_section, check_keys
 from dwscli.train.config import ModelSettings, TrainConfig, TrainSettings, _train_section
 
-COMPARE_KEYS = ["archs", "seeds", "output", "models", "train"]
+COMPARE_KEYS = ["archs", "seeds", "output", "models", "train", "reuse"]
+#: What a reused training config may set differently from the run it stands for.
+REUSE_FREE_KEYS = frozenset(
+    {
+        "name",
+        "version",
+        "description",
+        "default_for",
+        "output",
+        "train.eval_batch_size",
+        "train.device",
+    }
+)
 #: Train settings every arch shares: the comparison's budget and protocol.
 BUDGET_KEYS = ("epochs", "max_train_nets", "seed", "device")
 
@@ -48,6 +69,7 @@ class CompareSection:
     output: Path | None = None
     models: Mapping[str, Mapping[str, Any]] | None = None
     train: Mapping[str, Mapping[str, Any]] | None = None
+    reuse: Mapping[str, Path] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,8 +78,9 @@ class RunPlan:
 
     arch: str
     seed: int
-    directory: Path  # <output>/runs/<arch>-s<seed>
+    directory: Path  # <output>/runs/<arch>-s<seed>, or where a reused config writes
     config: TrainConfig
+    reused_from: str | None = None  # the training config this run's processor comes from
 
 
 def _where(source: str | None, key: str) -> str:
@@ -92,7 +115,13 @@ def parse_compare_section(data: Any, source: str | None) -> CompareSection:
     output = data.get("output")
     if output is not None and not isinstance(output, str):
         raise ConfigError(f"{_where(source, 'compare.output')}: expected a path (a string)")
+    reuse = data.get("reuse") or {}
+    if not isinstance(reuse, Mapping) or not all(isinstance(v, str) for v in reuse.values()):
+        raise ConfigError(
+            f"{_where(source, 'compare.reuse')}: expected a mapping of arch names to config paths"
+        )
     return CompareSection(
+        reuse={str(k): Path(v).expanduser() for k, v in reuse.items()},
         archs=tuple(archs),
         seeds=seeds,
         output=None if output is None else Path(output).expanduser(),
@@ -173,12 +202,20 @@ def plan_runs(
     *,
     models: Mapping[str, Mapping[str, Any]] | None = None,
     train_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    reuse: Mapping[str, Path] | None = None,
 ) -> list[RunPlan]:
-    """Every run, arch by arch, seed by seed; each config fully validated."""
+    """Every run, arch by arch, seed by seed; each config fully validated. ``reuse``: per arch,
+    a training config whose processor stands for that arch's run with its seed."""
     if seeds < 1:
         raise DwsError(f"seeds must be at least 1, got {seeds}")
     models, train_overrides = models or {}, train_overrides or {}
-    for key, table in (("compare.models", models), ("compare.train", train_overrides)):
+    reused = {arch: load_reused_config(path) for arch, path in (reuse or {}).items()}
+    tables = (
+        ("compare.models", models),
+        ("compare.train", train_overrides),
+        ("compare.reuse", reused),
+    )
+    for key, table in tables:
         for name in table:  # archs not compared this time may have settings; typos may not
             if name not in ARCHS:
                 raise ConfigError(
@@ -198,8 +235,51 @@ def plan_runs(
                 model=model,
                 train=train_settings(base, arch, train_overrides, seed),
             )
-            runs.append(RunPlan(arch, seed, directory, config))
+            other, reused_from = reused.get(arch), None
+            if other is not None and other.train.seed == seed:
+                reused_from = other.source
+                check_reused(other, config, base.source)
+                config, directory = (
+                    replace(other, train=replace(other.train, device=config.train.device)),
+                    other.output,
+                )
+            runs.append(RunPlan(arch, seed, directory, config, reused_from))
     return runs
+
+
+def load_reused_config(path: Path) -> TrainConfig:
+    """A training config named by ``compare.reuse`` (one without a ``compare:`` section)."""
+    return TrainConfig.from_dict(load_yaml_file(path), source=str(path))
+
+
+def check_reused(other: TrainConfig, run: TrainConfig, source: str | None) -> None:
+    """Refuse a reused config that is not the run the comparison would train."""
+    mine, theirs = flatten_config(plain(run.to_dict())), flatten_config(plain(other.to_dict()))
+    differ = sorted(
+        k
+        for k in set(mine) | set(theirs)
+        if k not in REUSE_FREE_KEYS and mine.get(k) != theirs.get(k)
+    )
+    if differ:
+        shown = ", ".join(
+            f"{k} ({short_repr(theirs.get(k))} there, {short_repr(mine.get(k))} here)"
+            for k in differ[:3]
+        )
+        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+        raise ConfigError(
+            f"{_where(source, 'compare.reuse.' + run.model.arch)}: {other.source} is not the run "
+            f"this comparison trains: {shown}{more} differ"
+        )
+
+
+def flatten_config(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def check_model_kinds(base: TrainConfig, archs: Sequence[str]) -> None:
@@ -227,6 +307,7 @@ __all__ = [
     "CompareSection",
     "RunPlan",
     "check_model_kinds",
+    "flatten_config",
     "load_compare_config",
     "parse_archs",
     "parse_compare_section",

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from dwscli.compare.plan import (
     RunPlan,
     check_model_kinds,
+    flatten_config,
     load_compare_config,
     parse_archs,
     plain,
@@ -60,16 +61,6 @@ class SilentReporter:
 # finished runs
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 #: Options added after runs were saved, and what a saved config without them was trained with:
 #: a finished run still counts when the current value is that one. (Heads were not normalised
 #: before ``head_norm`` existed, so its absence means ``none``, not today's default.)
@@ -84,7 +75,7 @@ ABSENT_MEANS: dict[str, Any] = {
 def config_matches(saved: Mapping[str, Any], config: TrainConfig) -> bool:
     """Whether a card's ``training.config`` is ``config`` (apart from :data:`IGNORED_KEYS`;
     options the saved config predates count as :data:`ABSENT_MEANS` says)."""
-    a, b = _flatten(saved), _flatten(plain(config.to_dict()))
+    a, b = flatten_config(saved), flatten_config(plain(config.to_dict()))
     for key in ABSENT_MEANS.keys() & (set(b) - set(a)):
         a[key] = ABSENT_MEANS[key]
     return all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in IGNORED_KEYS)
@@ -214,6 +205,7 @@ def compare(
         out,
         models=models if models is not None else section.models,
         train_overrides=train_overrides if train_overrides is not None else section.train,
+        reuse=section.reuse,
     )
     check_model_kinds(base, chosen)
     task = task_class(base.task.name)

@@ -253,6 +253,9 @@ def _context_lines(result: CompareResult, base: TrainConfig, runs: Sequence[RunP
         }
         if changed:
             text += f"; train overrides: {_options_text(changed)}"
+        reused = [r for r in runs if r.arch == arch and r.reused_from]
+        for r in reused:
+            text += f"; seed {r.seed} is the processor `{r.config.name}` of `{r.reused_from}`"
         lines.append(text)
     return lines
 

@@ -207,6 +207,49 @@ def test_finished_runs_are_reused_not_retrained(
     assert [row[0] for row in rows] == ["dws"] and rows[0][-1] == f"{SEEDS + 1}/{SEEDS + 1}"
 
 
+def test_a_reused_config_is_its_arch_run_trained_in_place_once(
+    small_inr_zoo: Path, tmp_path: Path
+) -> None:
+    """compare.reuse: the named config's processor is the arch's run; the comparison trains it
+    where that config writes (not under runs/) when it is missing and reads it afterwards."""
+    shipped = write_config(tmp_path / "ship.yaml", small_inr_zoo, output=str(tmp_path / "ship"))
+    shipped_data = yaml.safe_load(shipped.read_text())
+    shipped.write_text(yaml.safe_dump({**shipped_data, "name": "shipped"}, sort_keys=False))
+    config = write_config(
+        tmp_path / "c.yaml", small_inr_zoo, compare={"reuse": {"dws": str(shipped)}}
+    )
+    out = tmp_path / "o"
+    first = dws("compare", str(config), "--archs", "dws", "-o", str(out), "--json")
+    assert first.exit_code == 0, first.stderr
+    card = tmp_path / "ship" / "shipped.yaml"
+    assert card.is_file() and not (out / "runs" / "dws-s0").exists()
+    assert [r["status"] for r in json.loads(first.stdout)["runs"]] == ["trained"]
+    assert f"the processor `shipped` of `{shipped}`" in (out / "results.md").read_text()
+    before = card.stat().st_mtime_ns
+    again = dws("compare", str(config), "--archs", "dws", "-o", str(out), "--json")
+    assert again.exit_code == 0, again.stderr
+    assert [r["status"] for r in json.loads(again.stdout)["runs"]] == ["reused"]
+    assert card.stat().st_mtime_ns == before
+    accuracy = yaml.safe_load(card.read_text())["metrics"]["test"]["accuracy"]
+    _, rows = _table((out / "results.md").read_text())
+    assert _mean_std(rows[0][1])[0] == pytest.approx(accuracy, abs=1e-4)
+
+
+def test_a_reused_config_that_is_not_the_compared_run_is_refused(
+    small_inr_zoo: Path, tmp_path: Path
+) -> None:
+    shipped = write_config(tmp_path / "ship.yaml", small_inr_zoo, output=str(tmp_path / "ship"))
+    data = yaml.safe_load(shipped.read_text())
+    data["train"]["lr"] = 5e-3
+    shipped.write_text(yaml.safe_dump(data, sort_keys=False))
+    config = write_config(
+        tmp_path / "c.yaml", small_inr_zoo, compare={"reuse": {"dws": str(shipped)}}
+    )
+    result = dws("compare", str(config), "--archs", "dws", "-o", str(tmp_path / "o"))
+    _one_line_error(result, str(config), "compare.reuse.dws", str(shipped), "train.lr")
+    assert not (tmp_path / "ship").exists() and not (tmp_path / "o").exists()
+
+
 # ------------------------------------------------------------------------------------------------
 # errors before training, failed runs
 
@@ -470,7 +513,7 @@ def test_committed_compare_configs_plan(
 ) -> None:
     """Every committed compare config parses (its zoo pointed at a tiny zoo of the same kind)
     and plans a valid run for each arch it names."""
-    from dwscli.compare.plan import check_model_kinds, parse_compare_section
+    from dwscli.compare.plan import check_model_kinds, check_reused, parse_compare_section
     from dwscli.train.config import TrainConfig
 
     data = yaml.safe_load(path.read_text())
@@ -490,6 +533,11 @@ def test_committed_compare_configs_plan(
     )
     assert [r.arch for r in runs] == list(section.archs)
     assert all(r.config.task.name == base.task.name for r in runs)
+    for arch, reused in (section.reuse or {}).items():  # a reused config is the compared run
+        other = yaml.safe_load(reused.read_text())
+        other = TrainConfig.from_dict({**other, "zoo": str(tiny)}, source=str(reused))
+        run = next(r for r in runs if r.arch == arch)
+        check_reused(other, run.config, str(path))
 
 
 def test_finished_runs_saved_before_an_option_existed_still_count_when_it_is_at_its_old_value(
