@@ -43,10 +43,10 @@ def _dataset_of(checkpoint: Checkpoint) -> str | None:
 
 def default_classifier(checkpoint: Checkpoint) -> str:
     """The shipped classifier for the data set the INR's metadata records (without one: the
-    card marked ``fallback``)."""
+    card marked ``fallback``); of several, the one that accepts the INR's architecture."""
     dataset = _dataset_of(checkpoint)
     try:
-        return default_processor("inr-classify", dataset=dataset).name
+        return default_processor("inr-classify", dataset=dataset, spec=checkpoint.spec).name
     except DwsError as error:
         if dataset is None:
             raise ProcessorUnavailable.of(error) from error

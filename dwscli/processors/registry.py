@@ -51,14 +51,17 @@ def default_processor(
     *,
     dataset: str | None = None,
     op: str | None = None,
+    spec: MLPSpec | None = None,
     directory: str | Path | None = None,
 ) -> ProcessorCard:
     """The shipped processor whose card says it is the default for ``task`` (and ``dataset``,
-    ``op``); a one-line error saying what is shipped when there is none."""
+    ``op``); a one-line error saying what is shipped when there is none. When several are
+    (e.g. classifiers of one data set for INRs of different architectures), the first by name
+    that accepts networks of ``spec``."""
     cards = list_processors(directory)
-    for card in cards:
-        if card.is_default_for(task, dataset=dataset, op=op):
-            return card
+    defaults = [card for card in cards if card.is_default_for(task, dataset=dataset, op=op)]
+    if defaults:
+        return preferred_for_spec(defaults, spec)
     wanted = task + (f" with op {op}" if op else "") + (f" on {dataset}" if dataset else "")
     offered = [c for c in cards if c.default_for is not None and c.default_for.task == task]
     choices = sorted(

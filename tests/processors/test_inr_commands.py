@@ -251,6 +251,36 @@ def test_classify_picks_the_shipped_classifier_by_dataset(tmp_path, capfd, monke
     ] * 2
 
 
+def test_classify_picks_the_default_classifier_that_takes_the_inrs_architecture(
+    tmp_path, capfd, monkeypatch
+) -> None:
+    """Two shipped MNIST classifiers for INRs of different depths: each INR goes to the one
+    that accepts it, whichever comes first by name."""
+    shipped = tmp_path / "shipped"
+    deep = MLPSpec.parse("2-8-8-8-1:sine;w0=30")
+    mnist_default = {"task": "inr-classify", "dataset": "mnist"}
+    _processor(
+        shipped,
+        "mnist-inr-classify",
+        "inr-classify",
+        deep,
+        extra={"default_for": mnist_default, "output": {"type": "logits", "classes": 10}},
+    )
+    _classifier(shipped, "mnist-inr-classify-dws", "mnist", default_for=mnist_default)
+    monkeypatch.setattr(registry, "PROCESSORS_DIR", shipped)
+    shallow_inrs = _inrs(tmp_path / "a", 2, **{"dws.zoo.dataset": "mnist"})
+    deep_inrs = _inrs(tmp_path / "b", 2, spec=deep, **{"dws.zoo.dataset": "mnist"})
+    order = [shallow_inrs[0], deep_inrs[0], deep_inrs[1], shallow_inrs[1]]
+    code, out, err = _run(["classify", *map(str, order), "--json"], capfd)
+    assert code == 0, err
+    assert [r["processor"] for r in json.loads(out)] == [
+        "mnist-inr-classify-dws",
+        "mnist-inr-classify",
+        "mnist-inr-classify",
+        "mnist-inr-classify-dws",
+    ]
+
+
 def test_no_default_processor_is_one_setup_error(tmp_path, capfd, monkeypatch) -> None:
     """Without a shipped card that is the default for the request, each command says so once
     and how to name a processor instead."""
