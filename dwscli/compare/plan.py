@@ -247,6 +247,12 @@ def plan_runs(
     return runs
 
 
+def _free(key: str) -> bool:
+    """Whether a flattened key (``default_for.task``) is one a reused config may set freely."""
+    parts = key.split(".")
+    return any(".".join(parts[:n]) in REUSE_FREE_KEYS for n in range(1, len(parts) + 1))
+
+
 def load_reused_config(path: Path) -> TrainConfig:
     """A training config named by ``compare.reuse`` (one without a ``compare:`` section)."""
     return TrainConfig.from_dict(load_yaml_file(path), source=str(path))
@@ -256,9 +262,7 @@ def check_reused(other: TrainConfig, run: TrainConfig, source: str | None) -> No
     """Refuse a reused config that is not the run the comparison would train."""
     mine, theirs = flatten_config(plain(run.to_dict())), flatten_config(plain(other.to_dict()))
     differ = sorted(
-        k
-        for k in set(mine) | set(theirs)
-        if k not in REUSE_FREE_KEYS and mine.get(k) != theirs.get(k)
+        k for k in set(mine) | set(theirs) if not _free(k) and mine.get(k) != theirs.get(k)
     )
     if differ:
         shown = ", ".join(

@@ -214,7 +214,8 @@ def test_a_reused_config_is_its_arch_run_trained_in_place_once(
     where that config writes (not under runs/) when it is missing and reads it afterwards."""
     shipped = write_config(tmp_path / "ship.yaml", small_inr_zoo, output=str(tmp_path / "ship"))
     shipped_data = yaml.safe_load(shipped.read_text())
-    shipped.write_text(yaml.safe_dump({**shipped_data, "name": "shipped"}, sort_keys=False))
+    shipped_data.update(name="shipped", default_for={"task": "inr-classify", "dataset": "mnist"})
+    shipped.write_text(yaml.safe_dump(shipped_data, sort_keys=False))
     config = write_config(
         tmp_path / "c.yaml", small_inr_zoo, compare={"reuse": {"dws": str(shipped)}}
     )
