@@ -180,6 +180,38 @@ def test_adapt_never_writes_two_inputs_to_one_file(tmp_path, capfd) -> None:
     assert not all(torch.allclose(written[k], alone["second"][k], atol=1e-3) for k in written)
 
 
+def test_adapt_out_dir_writes_overlap_but_results_keep_input_order(tmp_path, capfd) -> None:
+    """Many inputs into one --out-dir, two of whose outputs exist already: those two are
+    per-file errors, reported in input order, and every other output is the one a run of that
+    input alone writes (the writes run concurrently; the results do not show it)."""
+    from safetensors.torch import load_file
+
+    card = _write_processor(tmp_path, "adapt", "adapt")
+    paths = _nets(tmp_path / "in", 20)
+    out = tmp_path / "out"
+    out.mkdir()
+    blocked = [paths[3], paths[11]]
+    for path in blocked:
+        (out / path.name).write_bytes(b"kept")
+    args = ["adapt", *map(str, paths), "-p", str(card), "--out-dir", str(out), "--json"]
+    code, out_text, err = _run(args, capfd)
+    assert code == 1
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert [str(out / b.name) in line for b, line in zip(blocked, errors)] == [True, True], err
+    assert all((out / b.name).read_bytes() == b"kept" for b in blocked)
+    written = [p for p in paths if p not in blocked]
+    assert [Path(r["input"]) for r in json.loads(out_text)] == written
+    (tmp_path / "alone").mkdir()
+    for path in written[::6]:
+        alone = tmp_path / "alone" / path.name
+        code, _, err = _run(["adapt", str(path), "-p", str(card), "-o", str(alone)], capfd)
+        assert code == 0, err
+        expected, got = load_file(str(alone)), load_file(str(out / path.name))
+        assert expected.keys() == got.keys()
+        for key in expected:  # a batch of 20 and a batch of 1 round differently
+            torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-6)
+
+
 def test_processor_of_the_wrong_task_is_refused(tmp_path, capfd) -> None:
     card = _write_processor(tmp_path, "adapt", "adapt")
     paths = _nets(tmp_path / "nets", 1)
