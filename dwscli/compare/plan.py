@@ -42,6 +42,7 @@ from dwscli.nn.archs import ARCHS, get_arch
 from dwscli.safe_yaml import load_yaml_file, short_repr
 from dwscli.schema import ConfigError, build_section, check_keys
 from dwscli.train.config import ModelSettings, TrainConfig, TrainSettings, _train_section
+from dwscli.train.state import flatten_config
 
 COMPARE_KEYS = ["archs", "seeds", "output", "models", "train", "reuse"]
 #: What a reused training config may set differently from the run it stands for.
@@ -274,16 +275,6 @@ def check_reused(other: TrainConfig, run: TrainConfig, source: str | None) -> No
             f"{_where(source, 'compare.reuse.' + run.model.arch)}: {other.source} is not the run "
             f"this comparison trains: {shown}{more} differ"
         )
-
-
-def flatten_config(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            out.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def check_model_kinds(base: TrainConfig, archs: Sequence[str]) -> None:

@@ -33,11 +33,12 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_config(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``: a config as dotted keys."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten_config(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
@@ -45,7 +46,7 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """Keys (dotted) whose values differ between two configs, resumable changes excluded."""
-    a, b = _flatten(saved), _flatten(current)
+    a, b = flatten_config(saved), flatten_config(current)
     keys = sorted(set(a) | set(b))
     return [k for k in keys if k not in RESUMABLE_CHANGES and a.get(k) != b.get(k)]
 
@@ -96,6 +97,7 @@ __all__ = [
     "RESUMABLE_CHANGES",
     "capture_rng",
     "config_differences",
+    "flatten_config",
     "load_state",
     "restore_rng",
     "save_state",
