@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -290,10 +289,6 @@ def output_path_for(source: Path, output: Path | None, out_dir: Path | None, cou
     return out_dir / (source.stem + ".safetensors")
 
 
-#: Files written at once by :func:`transform_and_write`.
-WRITE_THREADS = 8
-
-
 def transform_and_write(
     inputs: Sequence[Item],
     model: Callable[[WeightSpace], WeightSpace] | None,
@@ -324,30 +319,7 @@ def transform_and_write(
 
     rows: dict[int, dict[str, Any]] = {}
     taken: dict[Path, Path] = {}  # destination -> the input written there in this run
-    # Writes overlap: most of a small file's write is waiting for fsync, which releases the GIL.
-    # Results are still taken in input order (errors reported, rows and hooks as before); with
-    # fail_fast the writes stay one at a time, so nothing is written after the first failure.
-    workers = 1 if fail_fast else WRITE_THREADS
-    pending: list[tuple[Item, WeightSpace, Path, Future[Path]]] = []
-
-    def settle() -> None:
-        for item, new, destination, future in pending:
-            try:
-                written = future.result()
-            except DwsError as error:
-                report(item.checkpoint.path, error, fail_fast, on_error)
-                continue
-            taken[destination] = item.checkpoint.path
-            rows[item.index] = {
-                "input": str(item.checkpoint.path),
-                "output": str(written),
-                **item.ood_fields(),
-            }
-            if written_hook is not None:
-                written_hook(item, new)
-        pending.clear()
-
-    with torch.no_grad(), ThreadPoolExecutor(max_workers=workers) as pool:
+    with torch.no_grad():
         for chunk in chunks(inputs, batch_size):
             chunk_model = chunk[0].processor.model if model is None else model
             space = stack(chunk, device)
@@ -362,30 +334,32 @@ def transform_and_write(
                 # without one is not silently dropped; save_checkpoint refuses it.
                 new = outputs[row]
                 destination = destinations[item.index]
-                if any(destination == p[2] for p in pending):
-                    settle()  # whether the earlier write to it succeeded decides this one
-                if destination in taken:
-                    error = DwsError(
-                        f"{checkpoint.path}: its output {destination} was already written "
-                        f"for {taken[destination]} in this run",
-                        hint="inputs with the same file name need separate --out-dir runs",
+                try:
+                    if destination in taken:
+                        raise DwsError(
+                            f"{checkpoint.path}: its output {destination} was already written "
+                            f"for {taken[destination]} in this run",
+                            hint="inputs with the same file name need separate --out-dir runs",
+                        )
+                    written = save_checkpoint(
+                        destination,
+                        checkpoint,
+                        space=new,
+                        provenance=chunk_provenance,
+                        force=force,
+                        create_parent=out_dir is not None,
                     )
-                    settle()  # errors are reported in input order
+                except DwsError as error:
                     report(checkpoint.path, error, fail_fast, on_error)
                     continue
-                future = pool.submit(
-                    save_checkpoint,
-                    destination,
-                    checkpoint,
-                    space=new,
-                    provenance=chunk_provenance,
-                    force=force,
-                    create_parent=out_dir is not None,
-                )
-                pending.append((item, new, destination, future))
-                if workers == 1:
-                    settle()
-            settle()
+                taken[destination] = checkpoint.path
+                rows[item.index] = {
+                    "input": str(checkpoint.path),
+                    "output": str(written),
+                    **item.ood_fields(),
+                }
+                if written_hook is not None:
+                    written_hook(item, new)
             if progress:
                 progress(len(chunk))
     return [rows[k] for k in sorted(rows)]

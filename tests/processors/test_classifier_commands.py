@@ -180,10 +180,10 @@ def test_adapt_never_writes_two_inputs_to_one_file(tmp_path, capfd) -> None:
     assert not all(torch.allclose(written[k], alone["second"][k], atol=1e-3) for k in written)
 
 
-def test_adapt_out_dir_writes_overlap_but_results_keep_input_order(tmp_path, capfd) -> None:
+def test_adapt_out_dir_with_some_outputs_taken_writes_the_others(tmp_path, capfd) -> None:
     """Many inputs into one --out-dir, two of whose outputs exist already: those two are
     per-file errors, reported in input order, and every other output is the one a run of that
-    input alone writes (the writes run concurrently; the results do not show it)."""
+    input alone writes."""
     from safetensors.torch import load_file
 
     card = _write_processor(tmp_path, "adapt", "adapt")
