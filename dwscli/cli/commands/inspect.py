@@ -97,11 +97,13 @@ def render_many(infos: list[dict[str, Any]]) -> RenderableType:
         )
         for info in infos
     ]
+    widest_spec = max((len(row[1]) for row in rows), default=14)
     return make_table(
         ("path", "spec", "params", "dtype", "processors"),
         rows,
         no_wrap=("params", "dtype"),
-        min_width={"path": 20, "spec": 14, "processors": 10},
+        # a spec reads whole (2-16-16-1:sine;w0=30) unless it is unusually long
+        min_width={"path": 20, "spec": min(max(widest_spec, 14), 28), "processors": 10},
     )
 
 
