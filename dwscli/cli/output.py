@@ -72,6 +72,13 @@ def to_json(data: object) -> str:
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def format_number(value: object) -> str:
+    """A table cell for a metric: floats to 4 significant digits, None as ``-``."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
 def make_table(
     columns: Sequence[str],
     rows: Sequence[Sequence[object]],

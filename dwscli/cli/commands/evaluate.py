@@ -9,7 +9,7 @@ import typer
 from dwscli.cli.batch import BatchOption, DeviceOption
 from dwscli.cli.commands import doc_help
 from dwscli.cli.options import JsonOption, ThreadsOption
-from dwscli.cli.output import Output, make_table
+from dwscli.cli.output import Output, format_number, make_table
 
 if TYPE_CHECKING:
     from dwscli.train.evaluate_processor import Evaluation
@@ -22,18 +22,12 @@ EPILOG = (
 )
 
 
-def _format(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
-
-
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f} %"
 
 
 def _metrics_text(metrics: dict[str, float] | None) -> str:
-    return ", ".join(f"{k} {_format(v)}" for k, v in (metrics or {}).items()) or "-"
+    return ", ".join(f"{k} {format_number(v)}" for k, v in (metrics or {}).items()) or "-"
 
 
 def render(result: Evaluation) -> object:

@@ -8,7 +8,14 @@ import typer
 
 from dwscli.cli.commands import doc_help
 from dwscli.cli.options import JsonOption, ThreadsOption, TrainDeviceOption
-from dwscli.cli.output import Output, key_value_table, make_table, safe_text, stderr_console
+from dwscli.cli.output import (
+    Output,
+    format_number,
+    key_value_table,
+    make_table,
+    safe_text,
+    stderr_console,
+)
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -22,14 +29,8 @@ EPILOG = (
 )
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
-
-
 def _metrics_text(metrics: dict[str, Any] | None) -> str:
-    return " ".join(f"{k} {_fmt(v)}" for k, v in (metrics or {}).items())
+    return " ".join(f"{k} {format_number(v)}" for k, v in (metrics or {}).items())
 
 
 class TrainProgress:
@@ -111,7 +112,8 @@ class TrainProgress:
     def epoch(self, record: dict[str, Any]) -> None:
         best = record.get("best_val") or {}
         best_text = (
-            f"best {self.best_metric} {_fmt(best.get(self.best_metric))} @{record['best_epoch']}"
+            f"best {self.best_metric} {format_number(best.get(self.best_metric))} "
+            f"@{record['best_epoch']}"
         )
         val = f"  val {_metrics_text(record['val'])}" if "val" in record else ""
         train = f"  train {_metrics_text(record['train'])}" if "train" in record else ""
@@ -119,7 +121,8 @@ class TrainProgress:
         head = f"  head units {live[0]}/{live[1]} alive" if live else ""
         mark = " *" if record.get("best") else ""
         self._print(
-            f"epoch {record['epoch']}/{self.epochs}  train loss {_fmt(record['train_loss'])}"
+            f"epoch {record['epoch']}/{self.epochs}  "
+            f"train loss {format_number(record['train_loss'])}"
             f"{train}{val}{mark}{head}  ({best_text}, {record['seconds']:.1f} s)"
         )
         if self.progress is not None and self.task_id is not None:
@@ -159,7 +162,7 @@ def _render(result: dict[str, Any]) -> object:
     ]
     names = list(result["metrics"]["test"])
     table = make_table(
-        ["split", *names], [[label, *(_fmt(m.get(n)) for n in names)] for label, m in rows]
+        ["split", *names], [[label, *(format_number(m.get(n)) for n in names)] for label, m in rows]
     )
     return Group(summary, table)
 
