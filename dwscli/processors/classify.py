@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from dwscli.errors import DwsError
+from dwscli.nn.streaming import forward_within_memory
 from dwscli.processors.loading import Processor
 from dwscli.processors.pipeline import (
     ErrorHandler,
@@ -148,7 +149,8 @@ def classify(
             model_processor = chunk[0].processor
             space = stack(chunk, target)
             assess(chunk, space, on_warning)
-            probabilities = torch.softmax(model_processor.model(space).float(), 1)
+            logits = forward_within_memory(model_processor.model, space)
+            probabilities = torch.softmax(logits.float(), 1)
             names = class_names(model_processor, int(probabilities.shape[1]))
             k = min(top_k, probabilities.shape[1])
             values, indices = probabilities.cpu().topk(k, dim=1)

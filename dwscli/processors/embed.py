@@ -12,6 +12,7 @@ from torch import Tensor
 
 from dwscli.errors import DwsError
 from dwscli.nn.models import pooled_features
+from dwscli.nn.streaming import forward_within_memory
 from dwscli.processors.loading import Processor
 from dwscli.processors.pipeline import (
     ErrorHandler,
@@ -101,7 +102,7 @@ def compute_embeddings(
         for chunk in chunks(items, batch_size):
             space = stack(chunk, target)
             assess(chunk, space, on_warning)
-            out = function(space).float().cpu()
+            out = forward_within_memory(function, space).float().cpu()
             for row, item in enumerate(chunk):
                 vectors[item.index] = out[row].reshape(-1)
             if progress:

@@ -103,6 +103,36 @@ def test_forward_within_memory_splits_batches_and_blocks_wide_nets() -> None:
         assert _max_diff(blocked, plain) < 1e-10
 
 
+def test_a_cpu_batch_runs_in_cache_sized_sub_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without an explicit batch budget, a CPU batch larger than the per-thread cache budget
+    runs in sub-batches of about that size, with the whole batch's result; a single net and a
+    batch within the budget run in one call."""
+    from dwscli.nn import streaming
+
+    spec = MLPSpec.parse(SPECS[1])
+    space = _space(spec, batch=10)
+    model = _model("equivariant", spec, fixed_mixing="shared")
+    per_net = plain_forward_peak_bytes(model, space) // 10
+    monkeypatch.setattr(streaming, "CPU_BATCH_BYTES_PER_THREAD", 3 * per_net)
+    calls: list[int] = []
+    model.register_forward_pre_hook(lambda _, args: calls.append(args[0].batch_size))
+    with torch.no_grad():
+        plain = model(space)
+        calls.clear()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            split = forward_within_memory(model, space)
+            split_calls, calls[:] = list(calls), []
+            forward_within_memory(model, _space(spec, batch=1))
+            forward_within_memory(model, _space(spec, batch=3))
+        finally:
+            torch.set_num_threads(threads)
+    assert split_calls == [3, 3, 3, 1]
+    assert calls == [1, 3]
+    assert _max_diff(split, plain) < 1e-12
+
+
 def test_forward_within_memory_blocks_a_model_with_input_unit_mixing() -> None:
     """A processor with input-unit mixing runs a net over the budget by row blocks (not the
     plain forward), with the plain forward's result."""

@@ -307,3 +307,41 @@ def test_api_twins_give_what_the_commands_give(tmp_path, capfd) -> None:
     a = load_checkpoint(tmp_path / "a.safetensors").space
     b = load_checkpoint(tmp_path / "b.safetensors").space
     assert code == 0 and all(torch.equal(x, y) for x, y in zip(a.weights, b.weights))
+
+
+def test_adapt_out_dir_syncs_once_per_batch_and_reports_a_file_that_appeared(
+    tmp_path, capfd, monkeypatch
+) -> None:
+    """Many outputs are made durable by one file-system sync per batch (not an fsync per file),
+    each renamed into place after that sync; an output that already exists (no --force) is a
+    per-file error that leaves the file as it was, the others are written, and no temporary
+    file is left behind."""
+    from dwscli.weights import atomic
+
+    card = _write_processor(tmp_path, "adapt", "adapt")
+    paths = _nets(tmp_path / "in", 7)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "net3.safetensors").write_bytes(b"precious")
+    synced: list[list[str]] = []
+
+    def fake_syncfs(directory: Path) -> bool:
+        synced.append(sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp")))
+        return True
+
+    monkeypatch.setattr(atomic, "_syncfs", fake_syncfs)
+    fsyncs: list[int] = []
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: fsyncs.append(fd))
+    args = ["adapt", *map(str, paths), "-p", str(card), "--out-dir", str(out), "--batch-size", "3"]
+    code, out_text, err = _run([*args, "--json"], capfd)
+    assert code == 1
+    assert "net3.safetensors: exists; pass --force" in err
+    assert (out / "net3.safetensors").read_bytes() == b"precious"
+    assert fsyncs == []
+    assert [len(names) for names in synced] == [3, 2, 1]  # batches of 3, 3, 1; net3 refused
+    assert sorted(Path(r["input"]).name for r in json.loads(out_text)) == [
+        f"net{k}.safetensors" for k in (0, 1, 2, 4, 5, 6)
+    ]
+    assert sorted(p.name for p in out.iterdir()) == [f"net{k}.safetensors" for k in range(7)]
+    for k in (0, 1, 2, 4, 5, 6):
+        assert load_checkpoint(out / f"net{k}.safetensors").spec == SPEC
