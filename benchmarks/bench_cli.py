@@ -147,23 +147,12 @@ with torch.no_grad():
         out = out.to("cpu") if task == "adapt" else out[:, 0].clamp(0.0, 1.0).cpu().tolist()
         forward += time.perf_counter() - t
         if task == "adapt":
+            from dwscli.weights.checkpoint import save_checkpoint
             t = time.perf_counter()
-            destinations = [Path(out_dir) / item.checkpoint.path.name for item in chunk]
-            try:  # a batch's outputs synced together, as the commands write them
-                from dwscli.weights.atomic import commit_staged, sync_staged
-                from dwscli.weights.loadsave import stage_checkpoint
-            except ImportError:  # versions that sync file by file
-                from dwscli.weights.checkpoint import save_checkpoint
-                for row, (item, destination) in enumerate(zip(chunk, destinations)):
-                    save_checkpoint(destination, item.checkpoint, space=out[row])
-            else:
-                staged = [
-                    stage_checkpoint(destination, item.checkpoint, space=out[row])
-                    for row, (item, destination) in enumerate(zip(chunk, destinations))
-                ]
-                sync_staged(staged)
-                for write_ in staged:
-                    commit_staged(write_)
+            for row, item in enumerate(chunk):
+                new = out[row]
+                destination = Path(out_dir) / item.checkpoint.path.name
+                save_checkpoint(destination, item.checkpoint, space=new)
             write += time.perf_counter() - t
 clock["forward"] = forward
 clock["write"] = write

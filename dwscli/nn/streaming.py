@@ -35,11 +35,12 @@ DEFAULT_BUDGET_BYTES = 256 * 1024**2
 #: Feature memory (bytes) that a batch's plain forward may use before it is split by size (few
 #: large operations keep two threads busy better than many small ones).
 BATCH_BUDGET_BYTES = 1024**3
-#: On CPU a batch runs in sub-batches whose features take about this much per thread: a
-#: sub-batch that stays in cache is faster than one large batch, whose elementwise passes stream
-#: from memory. Measured on 196-32-32-10 nets with the shipped 16-channel accuracy predictor,
-#: 2 threads: 0.99 ms a net in sub-batches of 32 (about 63 MiB) vs 2.25 ms in one batch of
-#: 1,024; on 2-32-32-1 INRs with a 32-channel classifier, 0.53 vs 1.02 ms (sub-batches of 64).
+#: On CPU a batch runs in sub-batches whose features take about this much per thread: small
+#: sub-batches, whose temporaries are reused while still in cache, are faster than one large
+#: batch, whose elementwise passes stream from memory. Measured on 196-32-32-10 nets with the
+#: shipped 16-channel accuracy predictor, 2 threads: 0.99 ms a net in sub-batches of 32 (about
+#: 63 MiB) vs 2.25 ms in one batch of 1,024; on 2-32-32-1 INRs with a 32-channel classifier,
+#: 0.53 vs 1.02 ms (sub-batches of 64).
 CPU_BATCH_BYTES_PER_THREAD = 32 * 1024**2
 #: A blocked forward's row block holds about this share of the net's own size in features
 #: (its matmul output, activation and residual temporaries come on top, about 4 blocks in all),
@@ -178,8 +179,9 @@ def forward_within_memory(
 
 
 def cpu_batch_bytes() -> int:
-    """Feature bytes of one CPU sub-batch for the threads torch uses now."""
-    return CPU_BATCH_BYTES_PER_THREAD * max(1, torch.get_num_threads())
+    """Feature bytes of one CPU sub-batch for the threads torch uses now, at most
+    ``BATCH_BUDGET_BYTES`` (torch counts the host's cores, not a container's quota)."""
+    return min(CPU_BATCH_BYTES_PER_THREAD * max(1, torch.get_num_threads()), BATCH_BUDGET_BYTES)
 
 
 def _joined(parts: list) -> Tensor | WeightSpace:

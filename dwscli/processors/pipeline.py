@@ -42,9 +42,7 @@ from dwscli.errors import DwsError
 from dwscli.nn.streaming import check_memory, forward_within_memory
 from dwscli.processors.loading import Processor, load_processor
 from dwscli.processors.ood import UNCHECKED_FIELDS, OodResult, warning_text
-from dwscli.weights.atomic import StagedWrite, commit_staged, discard_staged, sync_staged
 from dwscli.weights.checkpoint import Checkpoint, load_checkpoint
-from dwscli.weights.loadsave import stage_checkpoint
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
 
@@ -317,8 +315,10 @@ def transform_and_write(
     by the first write, so a run that writes nothing leaves none. Each input is scored against
     its processor's training nets (:func:`assess`, warnings to ``on_warning``). Rows
     ``{"input", "output", "ood_score", "in_distribution", "ood_reason"}``, in input order."""
+    from dwscli.weights.checkpoint import save_checkpoint
+
     rows: dict[int, dict[str, Any]] = {}
-    taken: dict[Path, Path] = {}  # destination -> the input whose output goes there in this run
+    taken: dict[Path, Path] = {}  # destination -> the input written there in this run
     with torch.no_grad():
         for chunk in chunks(inputs, batch_size):
             chunk_model = chunk[0].processor.model if model is None else model
@@ -328,54 +328,38 @@ def transform_and_write(
             chunk_provenance = (
                 provenance(chunk[0].processor) if callable(provenance) else provenance
             )
-            # A chunk's outputs are written to temporaries, synced together (one file-system
-            # sync, not one per file), then renamed into place one by one.
-            staged: list[tuple[Item, Path, StagedWrite, WeightSpace]] = []
-            try:
-                for row, item in enumerate(chunk):
-                    checkpoint = item.checkpoint
-                    # No Checkpoint.constrain here: a bias predicted for a layer the file stores
-                    # without one is not silently dropped; stage_checkpoint refuses it.
-                    new = outputs[row]
-                    destination = destinations[item.index]
-                    try:
-                        if destination in taken:
-                            raise DwsError(
-                                f"{checkpoint.path}: its output {destination} was already "
-                                f"written for {taken[destination]} in this run",
-                                hint="inputs with the same file name need separate --out-dir runs",
-                            )
-                        write = stage_checkpoint(
-                            destination,
-                            checkpoint,
-                            space=new,
-                            provenance=chunk_provenance,
-                            force=force,
-                            create_parent=out_dir is not None,
+            for row, item in enumerate(chunk):
+                checkpoint = item.checkpoint
+                # No Checkpoint.constrain here: a bias predicted for a layer the file stores
+                # without one is not silently dropped; save_checkpoint refuses it.
+                new = outputs[row]
+                destination = destinations[item.index]
+                try:
+                    if destination in taken:
+                        raise DwsError(
+                            f"{checkpoint.path}: its output {destination} was already written "
+                            f"for {taken[destination]} in this run",
+                            hint="inputs with the same file name need separate --out-dir runs",
                         )
-                    except DwsError as error:
-                        report(checkpoint.path, error, fail_fast, on_error)
-                        continue
-                    taken[destination] = checkpoint.path
-                    staged.append((item, destination, write, new))
-                sync_staged([write for _, _, write, _ in staged])
-                while staged:
-                    item, destination, write, new = staged.pop(0)
-                    try:
-                        written = commit_staged(write)
-                    except DwsError as error:
-                        del taken[destination]
-                        report(item.checkpoint.path, error, fail_fast, on_error)
-                        continue
-                    rows[item.index] = {
-                        "input": str(item.checkpoint.path),
-                        "output": str(written),
-                        **item.ood_fields(),
-                    }
-                    if written_hook is not None:
-                        written_hook(item, new)
-            finally:
-                discard_staged(write for _, _, write, _ in staged)
+                    written = save_checkpoint(
+                        destination,
+                        checkpoint,
+                        space=new,
+                        provenance=chunk_provenance,
+                        force=force,
+                        create_parent=out_dir is not None,
+                    )
+                except DwsError as error:
+                    report(checkpoint.path, error, fail_fast, on_error)
+                    continue
+                taken[destination] = checkpoint.path
+                rows[item.index] = {
+                    "input": str(checkpoint.path),
+                    "output": str(written),
+                    **item.ood_fields(),
+                }
+                if written_hook is not None:
+                    written_hook(item, new)
             if progress:
                 progress(len(chunk))
     return [rows[k] for k in sorted(rows)]

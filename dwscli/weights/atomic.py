@@ -10,17 +10,13 @@ file created by someone else between our check and our rename is not overwritten
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import functools
 import os
 import re
 import socket
 import stat
-import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from dwscli.errors import DwsError, describe_os_error
@@ -160,20 +156,6 @@ def atomic_path(path: str | os.PathLike[str], *, force: bool = False) -> Iterato
     the temporary file is removed and the exception propagates.
     """
     target = Path(path)
-    tmp = _new_temporary(target, force=force)
-    try:
-        yield tmp
-        _give_plain_permissions(tmp)
-        _move_into_place(tmp, target, force=force)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def _new_temporary(target: Path, *, force: bool) -> Path:
-    """An empty temporary file next to ``target``, after the checks that ``target`` may be
-    written (see :func:`check_writable_target`)."""
     check_writable_target(target, force=force)
     remove_stale_temporaries(target)
     try:
@@ -183,12 +165,16 @@ def _new_temporary(target: Path, *, force: bool) -> Path:
     except OSError as exc:
         raise DwsError(f"{target}: cannot write ({exc.strerror or exc})") from exc
     os.close(fd)
-    return Path(tmp_name)
-
-
-def _give_plain_permissions(tmp: Path) -> None:
-    """mkstemp creates the file 0600; give the output the permissions a plain open() would."""
-    os.chmod(tmp, 0o666 & ~_umask())
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        # mkstemp creates the file 0600; give the output the permissions a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
+        _move_into_place(tmp, target, force=force)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def _move_into_place(tmp: Path, target: Path, *, force: bool) -> None:
@@ -235,113 +221,3 @@ def atomic_write_chunks(
         except OSError as exc:
             raise DwsError(f"{target}: cannot write ({exc.strerror or exc})") from exc
     return target
-
-
-# Staged writes: many outputs made durable together. One fsync costs a journal commit (about
-# 2 ms here) per file; one syncfs for the whole batch costs about as much as one fsync. Each
-# output is still written to a temporary and synced *before* it is renamed into place, so the
-# guarantees above hold file by file: a name never points at unsynced or partial data.
-
-
-@dataclass(frozen=True)
-class StagedWrite:
-    """A complete output in its temporary file, not yet synced nor in place."""
-
-    tmp: Path
-    target: Path
-    force: bool
-
-
-def stage_write(
-    path: str | os.PathLike[str], chunks: Iterable[bytes | memoryview], *, force: bool = False
-) -> StagedWrite:
-    """Write ``chunks`` to a temporary file next to ``path`` (after the checks of
-    :func:`check_writable_target`); :func:`sync_staged` then :func:`commit_staged` finish it,
-    :func:`discard_staged` drops it."""
-    target = Path(path)
-    tmp = _new_temporary(target, force=force)
-    try:
-        with open(tmp, "wb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-        _give_plain_permissions(tmp)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError):
-            raise DwsError(f"{target}: cannot write ({exc.strerror or exc})") from exc
-        raise
-    return StagedWrite(tmp, target, force)
-
-
-def sync_staged(writes: Sequence[StagedWrite]) -> None:
-    """Make the staged temporaries durable: one ``syncfs`` per file system where the C library
-    has it (Linux), else an ``fsync`` of each file."""
-    by_device: dict[int, list[StagedWrite]] = {}
-    for write in writes:
-        try:
-            device = os.stat(write.tmp.parent).st_dev
-        except OSError as exc:
-            raise DwsError(f"{write.target}: cannot write ({describe_os_error(exc)})") from None
-        by_device.setdefault(device, []).append(write)
-    for group in by_device.values():
-        if _syncfs(group[0].tmp.parent):
-            continue
-        for write in group:
-            try:
-                fd = os.open(write.tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                raise DwsError(f"{write.target}: cannot write ({exc.strerror or exc})") from exc
-
-
-def commit_staged(write: StagedWrite) -> Path:
-    """Move a synced temporary into place (see :func:`atomic_path`); returns the target. On
-    failure the temporary is removed."""
-    try:
-        _move_into_place(write.tmp, write.target, force=write.force)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            write.tmp.unlink()
-        raise
-    return write.target
-
-
-def discard_staged(writes: Iterable[StagedWrite]) -> None:
-    """Remove staged temporaries that will not be committed."""
-    for write in writes:
-        with contextlib.suppress(OSError):
-            write.tmp.unlink()
-
-
-def _syncfs(directory: Path) -> bool:
-    """``syncfs`` on the file system holding ``directory``; False where it is unavailable or
-    fails (the caller then syncs file by file)."""
-    syncfs = _libc_syncfs()
-    if syncfs is None:
-        return False
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        return syncfs(fd) == 0
-    finally:
-        os.close(fd)
-
-
-@functools.cache
-def _libc_syncfs() -> Callable[[int], int] | None:
-    if sys.platform != "linux":
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        function = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int]
-    function.restype = ctypes.c_int
-    return function

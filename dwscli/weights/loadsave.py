@@ -21,13 +21,7 @@ from torch import Tensor
 
 from dwscli import __version__
 from dwscli.errors import DwsError
-from dwscli.weights.atomic import (
-    StagedWrite,
-    atomic_write_chunks,
-    check_writable_target,
-    make_out_dir,
-    stage_write,
-)
+from dwscli.weights.atomic import atomic_write_chunks, check_writable_target, make_out_dir
 from dwscli.weights.fileformat import (
     TensorInfo,
     check_input_path,
@@ -229,7 +223,7 @@ def _write_value(
     return cast
 
 
-def checkpoint_file_chunks(
+def save_checkpoint(
     path: str | os.PathLike[str],
     checkpoint: Checkpoint,
     space: WeightSpace | None = None,
@@ -238,9 +232,18 @@ def checkpoint_file_chunks(
     force: bool = False,
     allow_nonfinite: bool = False,
     create_parent: bool = False,
-) -> tuple[Path, list[bytes | memoryview]]:
-    """The output path and file contents of :func:`save_checkpoint`, after all its checks
-    (``create_parent``: the directory is created once they pass).
+) -> Path:
+    """Write ``checkpoint`` (with the weights of ``space``, batch 1, if given) to ``path``.
+
+    Same keys, shapes, dtypes and metadata as the input; provenance goes into metadata as
+    ``dws.version``, ``dws.source`` (input file name), ``dws.<key>`` for each ``provenance``
+    item (which may override the first two) and ``dws.spec`` (unless the activation was only the
+    default guess, see :attr:`Checkpoint.activation_source`). Tensors whose values did not change
+    are written byte-identical. The output is safetensors (a path without a suffix gets
+    ``.safetensors``; ``.pt`` is refused), written atomically, and an existing file (the input
+    included) is replaced only with ``force``. ``create_parent`` creates a missing output
+    directory, once every check has passed (a refused write leaves no directory). Returns the
+    path written.
     """
     target = output_path(path)
     if not force and same_file(target, checkpoint.path):
@@ -301,59 +304,7 @@ def checkpoint_file_chunks(
     chunks = serialize_chunks(target, tensors, metadata)
     if create_parent:
         make_out_dir(target.parent)
-    return target, chunks
-
-
-def save_checkpoint(
-    path: str | os.PathLike[str],
-    checkpoint: Checkpoint,
-    space: WeightSpace | None = None,
-    *,
-    provenance: Mapping[str, object] | None = None,
-    force: bool = False,
-    allow_nonfinite: bool = False,
-    create_parent: bool = False,
-) -> Path:
-    """Write ``checkpoint`` (with the weights of ``space``, batch 1, if given) to ``path``.
-
-    Same keys, shapes, dtypes and metadata as the input; provenance goes into metadata as
-    ``dws.version``, ``dws.source`` (input file name), ``dws.<key>`` for each ``provenance``
-    item (which may override the first two) and ``dws.spec`` (unless the activation was only the
-    default guess, see :attr:`Checkpoint.activation_source`). Tensors whose values did not change
-    are written byte-identical. The output is safetensors (a path without a suffix gets
-    ``.safetensors``; ``.pt`` is refused), written atomically, and an existing file (the input
-    included) is replaced only with ``force``. ``create_parent`` creates a missing output
-    directory, once every check has passed (a refused write leaves no directory). Returns the
-    path written.
-    """
-    target, chunks = checkpoint_file_chunks(
-        path,
-        checkpoint,
-        space,
-        provenance=provenance,
-        force=force,
-        allow_nonfinite=allow_nonfinite,
-        create_parent=create_parent,
-    )
     return atomic_write_chunks(target, chunks, force=force)
-
-
-def stage_checkpoint(
-    path: str | os.PathLike[str],
-    checkpoint: Checkpoint,
-    space: WeightSpace | None = None,
-    *,
-    provenance: Mapping[str, object] | None = None,
-    force: bool = False,
-    create_parent: bool = False,
-) -> StagedWrite:
-    """:func:`save_checkpoint`'s file, written to a temporary but not yet synced nor in place:
-    for many outputs made durable together (:func:`dwscli.weights.atomic.sync_staged`, then
-    :func:`~dwscli.weights.atomic.commit_staged` each)."""
-    target, chunks = checkpoint_file_chunks(
-        path, checkpoint, space, provenance=provenance, force=force, create_parent=create_parent
-    )
-    return stage_write(target, chunks, force=force)
 
 
 def save_space(

@@ -133,6 +133,28 @@ def test_a_cpu_batch_runs_in_cache_sized_sub_batches(monkeypatch: pytest.MonkeyP
     assert _max_diff(split, plain) < 1e-12
 
 
+def test_a_single_net_over_the_cpu_batch_budget_runs_plainly_and_the_budget_is_capped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One net whose features exceed the CPU sub-batch budget but not the per-net budget is
+    the model's own input, not a slice of it; the per-thread budget never exceeds the batch
+    budget, whatever the thread count."""
+    from dwscli.nn import streaming
+
+    spec = MLPSpec.parse(SPECS[1])
+    single = _space(spec, batch=1)
+    model = _model("invariant", spec, fixed_mixing="shared")
+    per_net = plain_forward_peak_bytes(model, single)
+    monkeypatch.setattr(streaming, "CPU_BATCH_BYTES_PER_THREAD", per_net // 4)
+    inputs: list[WeightSpace] = []
+    model.register_forward_pre_hook(lambda _, args: inputs.append(args[0]))
+    with torch.no_grad():
+        forward_within_memory(model, single, budget_bytes=2 * per_net)
+    assert len(inputs) == 1 and inputs[0] is single
+    monkeypatch.setattr(streaming, "CPU_BATCH_BYTES_PER_THREAD", 10**12)
+    assert streaming.cpu_batch_bytes() == streaming.BATCH_BUDGET_BYTES
+
+
 def test_forward_within_memory_blocks_a_model_with_input_unit_mixing() -> None:
     """A processor with input-unit mixing runs a net over the budget by row blocks (not the
     plain forward), with the plain forward's result."""
