@@ -427,13 +427,13 @@ def test_embed_refuses_what_it_cannot_do(inr_zoo: Path, sine_zoo: Path) -> None:
     "path", sorted((CONFIGS / "experiments").glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_experiment_configs_validate(path: Path, inr_zoo: Path) -> None:
-    """The configs behind docs/results/mnist-inr-classify-long and
-    docs/results/mlp-aug-dying-units.md, pointed at a tiny INR zoo."""
+    """The configs behind docs/results/mnist-inr-classify-long, mlp-aug-dying-units.md and
+    dilate-editor-limits.md, pointed at a tiny INR zoo."""
     data = yaml.safe_load(path.read_text())
     assert data["name"] == path.stem
-    assert data["zoo"] in ("zoos/mnist-inr", "zoos/mnist-inr-dwsnets-6k")
+    assert data["zoo"] in ("zoos/mnist-inr", "zoos/mnist-inr-dwsnets-6k", "zoos/mnist-inr-8k")
     config = TrainConfig.from_dict({**data, "zoo": str(inr_zoo)}, source=str(path))
-    assert config.task.name == "inr-classify"
+    assert config.task.name == ("inr-edit" if "dilate" in path.stem else "inr-classify")
     if data["zoo"] == "zoos/mnist-inr":  # the long runs: every training INR of the full zoo
         assert config.train.max_train_nets == 48000
     get_arch(config.model.arch)
