@@ -32,8 +32,8 @@ from dwscli.weights.spec import MLPSpec
 
 #: Feature memory (bytes) that one net's plain forward may use before it runs by row blocks.
 DEFAULT_BUDGET_BYTES = 256 * 1024**2
-#: Feature memory (bytes) that a batch's plain forward may use before it is split by size (few
-#: large operations keep two threads busy better than many small ones).
+#: Feature memory (bytes) that a batch's plain forward may use before it is split by size, on
+#: a GPU and as the cap of the CPU budget below.
 BATCH_BUDGET_BYTES = 1024**3
 #: On CPU a batch runs in sub-batches whose features take about this much per thread: small
 #: sub-batches, whose temporaries are reused while still in cache, are faster than one large
