@@ -67,6 +67,7 @@ class SilentReporter:
 ABSENT_MEANS: dict[str, Any] = {
     "model.head_norm": "none",
     "model.input_mixing": 0,
+    "model.input_templates": 0,
     "model.output_init_scale": 0.01,
     "task.clean_weight": 0.0,
 }

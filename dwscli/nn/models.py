@@ -58,6 +58,10 @@ class DWSNetConfig:
     # learned d_0 x d_0 maps across the input units of W_1 in the output (0: none); see
     # InputUnitMixing: what "shared" fixed mixing cannot express, at O(d_0^2) parameters
     input_mixing: int = 0
+    # learned templates over the input units of W_1 (0: none); see InputTemplates: what a
+    # first-layer neuron's incoming row says as weighted sums over the input units, which
+    # "shared" fixed mixing cannot form linearly
+    input_templates: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,6 +138,31 @@ class DWSBlock(nn.Module):
         return y.add_into(x) if self.residual else y
 
 
+class InputTemplates(nn.Module):
+    """Learned weighted sums over the input units of each first-layer neuron's incoming row.
+
+    Row h of W_1 lists what neuron h reads from each input unit (a pixel of a classifier, a
+    coordinate of an INR). A weighted sum of that row with a fixed template, say the mean of
+    the centre pixels minus the border ones, is a natural feature of the neuron. ``full`` fixed
+    mixing can form it, at O(d_0² C²) parameters per layer (272 million for 196 pixels and 32
+    channels); ``shared`` mixing treats the input units as a set and cannot form it linearly.
+    This scores each normalised row against ``count`` learned templates and adds the scores,
+    mapped to the trunk's channels, to the neuron's b_1 features after the first block. A score
+    belongs to neuron h alone, so a hidden-neuron permutation permutes the scores with the
+    neurons: the model stays exactly equivariant.
+    """
+
+    def __init__(self, d0: int, channels: int, count: int) -> None:
+        super().__init__()
+        self.templates = nn.Parameter(torch.empty(d0, count).uniform_(-1, 1) / d0**0.5)
+        self.to_channels = nn.Linear(count, channels)
+
+    def forward(self, first_weights: Tensor) -> Tensor:
+        """Normalised W_1 ``[B, d_1, d_0]`` -> features of the first-layer neurons
+        ``[B, d_1, channels]``."""
+        return self.to_channels(first_weights @ self.templates)
+
+
 class _DWSTrunk(nn.Module):
     def __init__(self, spec: MLPSpec, config: DWSNetConfig) -> None:
         super().__init__()
@@ -145,13 +174,24 @@ class _DWSTrunk(nn.Module):
         self.blocks = nn.Sequential(
             *(DWSBlock(self.fixed, a, b, config) for a, b in zip(channels[:-1], channels[1:]))
         )
+        self.input_templates = (
+            InputTemplates(self.fixed.input_dim, config.hidden_channels, config.input_templates)
+            if config.input_templates > 0
+            else None
+        )
 
     def check_input(self, space: WeightSpace) -> None:
         self.fixed.check_widths(space.spec.widths, str(space.spec))
 
     def trunk(self, space: WeightSpace) -> WSFeatures:
         self.check_input(space)
-        return self.blocks(self.normalizer.normalize(space))
+        x = self.normalizer.normalize(space)
+        if self.input_templates is None:
+            return self.blocks(x)
+        scores = self.input_templates(x.weights[0][..., 0])
+        y = self.blocks[0](x)
+        y = WSFeatures(y.weights, [y.biases[0] + scores, *y.biases[1:]])
+        return self.blocks[1:](y)
 
     def count_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -130,10 +130,10 @@ def check_memory(path: Path, model: nn.Module, spec: MLPSpec) -> None:
 
 def blockable(model: nn.Module) -> bool:
     """Whether the blocked forward can run ``model``: the DWSNets (input-unit mixing included;
-    baselines run plainly)."""
+    input templates and baselines run plainly)."""
     from dwscli.nn.models import EquivariantDWSNet, InvariantDWSNet
 
-    return isinstance(model, (InvariantDWSNet, EquivariantDWSNet))
+    return isinstance(model, (InvariantDWSNet, EquivariantDWSNet)) and model.input_templates is None
 
 
 def supports_blocking(model: nn.Module) -> bool:

@@ -263,3 +263,50 @@ def test_input_unit_mixing_starts_as_a_no_op_and_then_changes_only_the_first_lay
         for k in range(1, spec.depth):
             assert torch.equal(out.weights[k], before.weights[k])
             assert torch.equal(out.biases[k], before.biases[k])
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("text", SPECS[:4])
+def test_input_templates_keep_the_models_invariant_and_equivariant(text: str, mode: str) -> None:
+    spec = MLPSpec.parse(text)
+    config = DWSNetConfig(
+        hidden_channels=5, num_layers=3, fixed_mixing=mode, output_init_scale=1.0, input_templates=4
+    )
+    invariant, equivariant = InvariantDWSNet(spec, config).eval(), EquivariantDWSNet(spec, config)
+    for model in (invariant, equivariant):
+        assert model.input_templates is not None
+        with torch.no_grad():
+            model.input_templates.templates.normal_()
+    assert equivariance_error(invariant, spec, as_space=True, invariant=True) <= TOL
+    assert equivariance_error(equivariant.eval(), spec, as_space=True) <= TOL
+
+
+def test_input_templates_read_the_first_layer_rows() -> None:
+    """Each first-layer neuron's score is its normalised row of W_1 against the templates;
+    zero templates (and read-out bias) leave the model as without them, non-zero ones change
+    its output, and the templates get gradient."""
+    spec = MLPSpec.parse("6-5-4-1")
+    config = DWSNetConfig(hidden_channels=4, num_layers=2, fixed_mixing="shared")
+    plain = InvariantDWSNet(spec, config).double().eval()
+    model = InvariantDWSNet(spec, DWSNetConfig(**{**config.to_dict(), "input_templates": 3}))
+    model.load_state_dict(plain.state_dict(), strict=False)
+    model.double().eval()
+    templates = model.input_templates
+    assert templates is not None
+    space = WeightSpace.random(spec, 4).to(torch.float64)
+    rows = model.normalizer.normalize(space).weights[0][..., 0]  # [B, 5, 6]
+    scores = templates(rows)
+    expected = torch.einsum(
+        "bhi,ik,ck->bhc", rows, templates.templates, templates.to_channels.weight
+    )
+    assert torch.allclose(scores, expected + templates.to_channels.bias)
+    with torch.no_grad():
+        assert not torch.allclose(model(space), plain(space))
+        templates.templates.zero_()
+        templates.to_channels.bias.zero_()
+        assert torch.allclose(model(space), plain(space), atol=1e-12)
+        templates.templates.normal_()
+    model.train()
+    model(space).sum().backward()
+    assert templates.templates.grad is not None
+    assert templates.templates.grad.abs().sum() > 0

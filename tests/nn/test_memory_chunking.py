@@ -171,6 +171,22 @@ def test_forward_within_memory_blocks_a_model_with_input_unit_mixing() -> None:
 
 
 @pytest.mark.parametrize("kind", ["invariant", "equivariant"])
+def test_a_model_with_input_templates_runs_plainly_net_by_net(kind: str) -> None:
+    """The blocked forward does not know input templates: over the budget such a model runs
+    one net at a time through its own forward, with the batch forward's result."""
+    spec = MLPSpec.parse(SPECS[0])
+    model = _model(kind, spec, fixed_mixing="shared", input_templates=2)
+    space = _space(spec, batch=3)
+    calls: list[int] = []
+    model.register_forward_pre_hook(lambda _, args: calls.append(args[0].batch_size))
+    with torch.no_grad():
+        plain = model(space)
+        parts = forward_within_memory(model, space, budget_bytes=1, batch_budget_bytes=1)
+    assert calls == [3, 1, 1, 1]
+    assert _max_diff(parts, plain) < 1e-10
+
+
+@pytest.mark.parametrize("kind", ["invariant", "equivariant"])
 def test_blocked_forward_hands_freed_heap_back_after_every_block(
     kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

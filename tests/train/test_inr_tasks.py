@@ -426,11 +426,17 @@ def test_embed_refuses_what_it_cannot_do(inr_zoo: Path, sine_zoo: Path) -> None:
 @pytest.mark.parametrize(
     "path", sorted((CONFIGS / "experiments").glob("*.yaml")), ids=lambda p: p.stem
 )
-def test_experiment_configs_validate(path: Path, inr_zoo: Path) -> None:
-    """The configs behind docs/results/mnist-inr-classify-long, mlp-aug-dying-units.md and
-    dilate-editor-limits.md, pointed at a tiny INR zoo."""
+def test_experiment_configs_validate(path: Path, inr_zoo: Path, da_zoo: Path) -> None:
+    """The configs behind docs/results/mnist-inr-classify-long, mlp-aug-dying-units.md,
+    dilate-editor-limits.md and fmnist-accuracy-dws.md, pointed at a tiny zoo of their kind."""
     data = yaml.safe_load(path.read_text())
     assert data["name"] == path.stem
+    if path.stem.startswith("fmnist-accuracy"):
+        assert data["zoo"] == "zoos/fmnist-clf"
+        config = TrainConfig.from_dict({**data, "zoo": str(da_zoo)}, source=str(path))
+        assert config.task.name == "accuracy"
+        get_arch(config.model.arch)
+        return
     assert data["zoo"] in ("zoos/mnist-inr", "zoos/mnist-inr-dwsnets-6k", "zoos/mnist-inr-8k")
     config = TrainConfig.from_dict({**data, "zoo": str(inr_zoo)}, source=str(path))
     assert config.task.name == ("inr-edit" if "dilate" in path.stem else "inr-classify")
