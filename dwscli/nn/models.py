@@ -144,7 +144,7 @@ class InputTemplates(nn.Module):
     Row h of W_1 lists what neuron h reads from each input unit (a pixel of a classifier, a
     coordinate of an INR). A weighted sum of that row with a fixed template, say the mean of
     the centre pixels minus the border ones, is a natural feature of the neuron. ``full`` fixed
-    mixing can form it, at O(d_0² C²) parameters per layer (272 million for 196 pixels and 32
+    mixing can form it, at O(d_0² C²) parameters per layer (89 million for 196 pixels and 32
     channels); ``shared`` mixing treats the input units as a set and cannot form it linearly.
     This scores each normalised row against ``count`` learned templates and adds the scores,
     mapped to the trunk's channels, to the neuron's b_1 features after the first block. A score

@@ -217,6 +217,8 @@ class BlockedForward:
         """``block_bytes``: the size of one row block of features (1: one row at a time)."""
         from dwscli.nn.models import InvariantDWSNet
 
+        if getattr(model, "input_templates", None) is not None:
+            raise DwsError("the blocked forward does not implement input templates")
         self.model = model
         self.space = space
         self.invariant = isinstance(model, InvariantDWSNet)

@@ -567,8 +567,10 @@ def test_finished_runs_saved_before_an_option_existed_still_count_when_it_is_at_
     current = config({}, {})
     saved = json.loads(json.dumps(current.to_dict()))
     del saved["model"]["input_mixing"], saved["task"]["clean_weight"]
+    del saved["model"]["input_templates"]
     assert config_matches(saved, current)
     assert not config_matches(saved, config({"input_mixing": 4}, {}))
+    assert not config_matches(saved, config({"input_templates": 16}, {}))
     assert not config_matches(saved, config({}, {"clean_weight": 1.0}))
     del saved["model"]["head_norm"]
     assert not config_matches(saved, current)  # absent: "none"; today's default: "batch"

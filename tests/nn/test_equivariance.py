@@ -8,6 +8,7 @@ from torch import nn
 
 from dwscli.errors import DwsError
 from dwscli.nn.equivariance import equivariance_error, random_features, self_check
+from dwscli.nn.features import WSFeatures
 from dwscli.nn.layers import ChannelNorm, DWSLayer, FixedShape, InvariantPooling, Pointwise
 from dwscli.nn.models import DWSNetConfig, EquivariantDWSNet, InvariantDWSNet
 from dwscli.weights.space import WeightSpace
@@ -265,12 +266,19 @@ def test_input_unit_mixing_starts_as_a_no_op_and_then_changes_only_the_first_lay
             assert torch.equal(out.biases[k], before.biases[k])
 
 
+@pytest.mark.parametrize("layers", [1, 3])
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("text", SPECS[:4])
-def test_input_templates_keep_the_models_invariant_and_equivariant(text: str, mode: str) -> None:
+@pytest.mark.parametrize("text", SPECS)
+def test_input_templates_keep_the_models_invariant_and_equivariant(
+    text: str, mode: str, layers: int
+) -> None:
     spec = MLPSpec.parse(text)
     config = DWSNetConfig(
-        hidden_channels=5, num_layers=3, fixed_mixing=mode, output_init_scale=1.0, input_templates=4
+        hidden_channels=5,
+        num_layers=layers,
+        fixed_mixing=mode,
+        output_init_scale=1.0,
+        input_templates=4,
     )
     invariant, equivariant = InvariantDWSNet(spec, config).eval(), EquivariantDWSNet(spec, config)
     for model in (invariant, equivariant):
@@ -288,18 +296,31 @@ def test_input_templates_read_the_first_layer_rows() -> None:
     spec = MLPSpec.parse("6-5-4-1")
     config = DWSNetConfig(hidden_channels=4, num_layers=2, fixed_mixing="shared")
     plain = InvariantDWSNet(spec, config).double().eval()
+    with torch.no_grad():
+        plain.normalizer.mean.normal_()
+        plain.normalizer.std.uniform_(0.5, 2.0)
     model = InvariantDWSNet(spec, DWSNetConfig(**{**config.to_dict(), "input_templates": 3}))
     model.load_state_dict(plain.state_dict(), strict=False)
     model.double().eval()
     templates = model.input_templates
     assert templates is not None
     space = WeightSpace.random(spec, 4).to(torch.float64)
-    rows = model.normalizer.normalize(space).weights[0][..., 0]  # [B, 5, 6]
+    x = model.normalizer.normalize(space)
+    rows = x.weights[0][..., 0]  # [B, 5, 6]: neuron h's row of W_1, pixels in order
     scores = templates(rows)
     expected = torch.einsum(
         "bhi,ik,ck->bhc", rows, templates.templates, templates.to_channels.weight
     )
     assert torch.allclose(scores, expected + templates.to_channels.bias)
+    # the trunk adds neuron h's own score to neuron h's b_1 features after the first block
+    with torch.no_grad():
+        first = model.blocks[0](x)
+        by_hand = model.blocks[1:](
+            WSFeatures(first.weights, [first.biases[0] + scores, *first.biases[1:]])
+        )
+        trunk = model.trunk(space)
+    for a, b in zip(trunk.tensors(), by_hand.tensors()):
+        assert torch.allclose(a, b, atol=1e-12)
     with torch.no_grad():
         assert not torch.allclose(model(space), plain(space))
         templates.templates.zero_()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dwscli.errors import DwsError
 from dwscli.nn.models import DWSNetConfig, EquivariantDWSNet, InvariantDWSNet
 from dwscli.nn.streaming import BlockedForward, forward_within_memory, plain_forward_peak_bytes
 from dwscli.weights.space import WeightSpace
@@ -184,6 +185,8 @@ def test_a_model_with_input_templates_runs_plainly_net_by_net(kind: str) -> None
         parts = forward_within_memory(model, space, budget_bytes=1, batch_budget_bytes=1)
     assert calls == [3, 1, 1, 1]
     assert _max_diff(parts, plain) < 1e-10
+    with pytest.raises(DwsError, match="does not implement input templates"):
+        BlockedForward(model, _space(spec), TINY_BUDGET)
 
 
 @pytest.mark.parametrize("kind", ["invariant", "equivariant"])

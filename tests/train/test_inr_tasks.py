@@ -435,7 +435,8 @@ def test_experiment_configs_validate(path: Path, inr_zoo: Path, da_zoo: Path) ->
         assert data["zoo"] == "zoos/fmnist-clf"
         config = TrainConfig.from_dict({**data, "zoo": str(da_zoo)}, source=str(path))
         assert config.task.name == "accuracy"
-        get_arch(config.model.arch)
+        arch = get_arch(config.model.arch)
+        arch.build(Zoo.open(da_zoo).spec, "invariant", config.model.options, 1)  # it builds
         return
     assert data["zoo"] in ("zoos/mnist-inr", "zoos/mnist-inr-dwsnets-6k", "zoos/mnist-inr-8k")
     config = TrainConfig.from_dict({**data, "zoo": str(inr_zoo)}, source=str(path))
