@@ -255,7 +255,7 @@ def test_inspect_json(siren: Path) -> None:
     assert first["activation_source"] == "metadata:dws.spec"
     assert first["metadata"]["dws.spec"] == "2-16-16-1:sine;w0=30"
     # the shipped processors whose input depth, widths and activation it has
-    assert first["processors"] == ["mnist-inr-classify-dws"]
+    assert first["processors"] == ["fmnist-inr-classify-dws", "mnist-inr-classify-dws"]
     assert infos[1]["processors"] == []
     assert [layer["weight"] for layer in first["layout"]["layers"]] == [
         "layers.0.weight",
