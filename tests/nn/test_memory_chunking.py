@@ -156,19 +156,25 @@ def test_a_single_net_over_the_cpu_batch_budget_runs_plainly_and_the_budget_is_c
     assert streaming.cpu_batch_bytes() == streaming.BATCH_BUDGET_BYTES
 
 
+def _over_budget_calls(model: torch.nn.Module, space: WeightSpace) -> list[int]:
+    """The batch sizes ``model`` is called with by a plain forward and then by
+    ``forward_within_memory`` under a budget nothing fits; checks both give the same result."""
+    calls: list[int] = []
+    model.register_forward_pre_hook(lambda _, args: calls.append(args[0].batch_size))
+    with torch.no_grad():
+        plain = model(space)
+        limited = forward_within_memory(model, space, budget_bytes=1, batch_budget_bytes=1)
+    assert _max_diff(limited, plain) < 1e-10
+    return calls
+
+
 def test_forward_within_memory_blocks_a_model_with_input_unit_mixing() -> None:
     """A processor with input-unit mixing runs a net over the budget by row blocks (not the
     plain forward), with the plain forward's result."""
     spec = MLPSpec.parse(SPECS[0])
     model = _model("equivariant", spec, fixed_mixing="shared", input_mixing=2)
-    space = _space(spec, batch=2)
-    calls: list[int] = []
-    model.register_forward_pre_hook(lambda _, args: calls.append(args[0].batch_size))
-    with torch.no_grad():
-        plain = model(space)
-        blocked = forward_within_memory(model, space, budget_bytes=1, batch_budget_bytes=1)
-    assert calls == [2]  # only the plain call above: the blocked path does not call the model
-    assert _max_diff(blocked, plain) < 1e-10
+    # only the plain call: the blocked path does not call the model
+    assert _over_budget_calls(model, _space(spec, batch=2)) == [2]
 
 
 @pytest.mark.parametrize("kind", ["invariant", "equivariant"])
@@ -177,14 +183,7 @@ def test_a_model_with_input_templates_runs_plainly_net_by_net(kind: str) -> None
     one net at a time through its own forward, with the batch forward's result."""
     spec = MLPSpec.parse(SPECS[0])
     model = _model(kind, spec, fixed_mixing="shared", input_templates=2)
-    space = _space(spec, batch=3)
-    calls: list[int] = []
-    model.register_forward_pre_hook(lambda _, args: calls.append(args[0].batch_size))
-    with torch.no_grad():
-        plain = model(space)
-        parts = forward_within_memory(model, space, budget_bytes=1, batch_budget_bytes=1)
-    assert calls == [3, 1, 1, 1]
-    assert _max_diff(parts, plain) < 1e-10
+    assert _over_budget_calls(model, _space(spec, batch=3)) == [3, 1, 1, 1]
     with pytest.raises(DwsError, match="does not implement input templates"):
         BlockedForward(model, _space(spec), TINY_BUDGET)
 
