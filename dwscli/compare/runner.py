@@ -29,6 +29,7 @@ from dwscli.errors import DwsError
 from dwscli.processors.card import ProcessorCard
 from dwscli.train.config import TrainConfig
 from dwscli.train.report import TrainReporter
+from dwscli.train.state import ABSENT_MEANS
 
 #: Config keys a finished run may differ in and still be reused.
 IGNORED_KEYS = frozenset({"output", "description", "train.device", "train.eval_batch_size"})
@@ -59,18 +60,6 @@ class SilentReporter:
 
 # ------------------------------------------------------------------------------------------------
 # finished runs
-
-
-#: Options added after runs were saved, and what a saved config without them was trained with:
-#: a finished run still counts when the current value is that one. (Heads were not normalised
-#: before ``head_norm`` existed, so its absence means ``none``, not today's default.)
-ABSENT_MEANS: dict[str, Any] = {
-    "model.head_norm": "none",
-    "model.input_mixing": 0,
-    "model.input_templates": 0,
-    "model.output_init_scale": 0.01,
-    "task.clean_weight": 0.0,
-}
 
 
 def config_matches(saved: Mapping[str, Any], config: TrainConfig) -> bool:

@@ -13,7 +13,7 @@ invariant to hidden-neuron permutations of each net.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -38,11 +38,15 @@ class NetBatchNorm(nn.BatchNorm1d):
     through the reduction), so data-parallel training matches one process. Torch's own
     ``SyncBatchNorm`` does this on GPUs only; this one works with any backend."""
 
+    #: take training statistics over every process's nets (off while every process
+    #: recalibrates on the same nets: :func:`recalibrate_batch_norms`)
+    over_processes: bool = True
+
     def forward(self, x: Tensor) -> Tensor:
         if not self.training:
             return super().forward(x)
         # one formula for one process and many, so both give the same numbers
-        world = _world_size()
+        world = _world_size() if self.over_processes else 1
         if world == 1:
 
             def all_reduce(t: Tensor) -> Tensor:
@@ -55,8 +59,13 @@ class NetBatchNorm(nn.BatchNorm1d):
         centred = x - mean
         var = all_reduce(centred.pow(2).sum(dim=0)) / count
         with torch.no_grad():
-            momentum = self.momentum if self.momentum is not None else 0.1
             self.num_batches_tracked.add_(1)
+            # momentum None: a plain average over every batch seen (as torch's batch norms)
+            momentum = (
+                self.momentum
+                if self.momentum is not None
+                else 1.0 / float(self.num_batches_tracked)
+            )
             unbiased = var.detach() * count / (count - 1).clamp_min(1)
             self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
             self.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
@@ -90,6 +99,50 @@ def invariant_head(
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
+
+
+def net_batch_norms(model: nn.Module) -> list[NetBatchNorm]:
+    """The model's :class:`NetBatchNorm` layers, in module order."""
+    return [m for m in model.modules() if isinstance(m, NetBatchNorm)]
+
+
+@torch.no_grad()
+def recalibrate_batch_norms(model: nn.Module, batches: Iterable[Callable[[], object]]) -> int:
+    """Replace the running statistics of the model's batch norms by the exact averages of their
+    batch statistics over ``batches`` (each a callable that runs one forward pass), computed
+    with the current weights; returns how many layers were recalibrated.
+
+    Why: the running statistics are an exponential average over the last few dozen training
+    steps. Pooled features of a weight space sit on an offset common to every net that is tens
+    to hundreds of times their spread across nets, and while training moves that offset the
+    average trails it by more than the nets differ, so an eval-mode forward pass (one net at a
+    time, as the CLI runs) sees features shifted by whole spreads and can score near chance
+    while the same weights, normalised with fresh statistics, do well. Statistics recomputed
+    over a fixed sample of training nets right before each evaluation match the weights that
+    are evaluated. Layers stay in eval mode apart from the batch norms, so dropout is off.
+    Under ``torch.distributed`` each process computes the statistics of the nets it is given
+    (the trainer gives every process the same ones), with no collective.
+    """
+    norms = net_batch_norms(model)
+    if not norms:
+        return 0
+    was_training = model.training
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    try:
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+            m.over_processes = False  # each process sees the nets it is given, alone
+            m.train()
+        for run in batches:
+            run()
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+            m.__dict__.pop("over_processes", None)  # back to the class default
+        model.train(was_training)
+    return len(norms)
 
 
 def head_of(model: nn.Module) -> nn.Module | None:
@@ -147,4 +200,6 @@ __all__ = [
     "head_of",
     "invariant_head",
     "live_head_units",
+    "net_batch_norms",
+    "recalibrate_batch_norms",
 ]

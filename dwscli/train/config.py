@@ -78,6 +78,9 @@ class TrainSettings:
     augment: AugmentSettings | None = None  # weight-space augmentations (dwscli.train.augment)
     # warn when the training loss has not moved over this many validations (null: never)
     stall_evals: int | None = 3
+    # before every evaluation, recompute the batch norms' running statistics over the
+    # normaliser's training sample with the current weights (dwscli.nn.heads)
+    recalibrate_norms: bool = True
 
     def check(self, source: str | None) -> None:
         positive = ("epochs", "batch_size", "eval_every", "normalizer_nets")

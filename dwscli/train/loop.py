@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from dwscli.data.zoo import Zoo
 from dwscli.data.zoo_format import HELDOUT_SPLIT
 from dwscli.errors import DwsError
 from dwscli.nn.archs import get_arch
-from dwscli.nn.heads import live_head_units
+from dwscli.nn.heads import live_head_units, net_batch_norms, recalibrate_batch_norms
 from dwscli.train import card as cards
 from dwscli.train import data, distributed
 from dwscli.train.augment import augment_batch, check_zoo, input_range
@@ -279,6 +279,7 @@ class Trainer:
             self.reporter.message(f"resuming {path} after epoch {self.epoch}")
         initial = self.history[0] if self.history else None
         if initial is None:
+            self.recalibrate_norms()
             initial = {
                 "epoch": 0,
                 "val": self.evaluate(self.val_nets),
@@ -320,6 +321,7 @@ class Trainer:
         record: dict[str, Any] = {"epoch": epoch, "train_loss": self.train_epoch(epoch)}
         record["lr"] = self.current_lr()
         if epoch % s.eval_every == 0 or epoch == s.epochs:
+            self.recalibrate_norms()
             val = self.evaluate(self.val_nets)
             # the same metrics on the fixed training sample: a model that does not fit its own
             # training nets shows as such beside its validation score
@@ -343,6 +345,28 @@ class Trainer:
         self.save()
         self.reporter.epoch(record)
         self.warn_if_stalled()
+
+    def recalibrate_norms(self) -> None:
+        """Running statistics of the batch norms from the current weights, over the fixed
+        training sample in equal batches (see :func:`dwscli.nn.heads.recalibrate_batch_norms`).
+        Every rank does the same work on the same nets, so collectives stay matched and the
+        statistics agree."""
+        if not self.settings.recalibrate_norms or not net_batch_norms(self.model):
+            return
+        size = self.settings.eval_batch_size or self.settings.batch_size
+        positions = self.sample_positions
+        chunks = [positions[i : i + size] for i in range(0, len(positions), size)]
+        if len(chunks) > 1 and len(chunks[-1]) < size:
+            chunks = chunks[:-1]  # a short last batch would weigh as much as a full one
+
+        def forward(chunk: Tensor) -> Callable[[], object]:
+            def run() -> object:
+                space = self.train_nets.batch(chunk).space.to(self.device)
+                return self.task.eval_forward(self.model, space)
+
+            return run
+
+        recalibrate_batch_norms(self.model, (forward(c) for c in chunks))
 
     def live_head(self) -> tuple[int, int] | None:
         """Live units of the invariant head (see :func:`dwscli.nn.heads.live_head_units`) on

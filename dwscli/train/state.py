@@ -32,6 +32,19 @@ RESUMABLE_CHANGES = frozenset(
     }
 )
 
+#: Options added after runs were saved, and what a saved config without them was trained with:
+#: a finished run (in a comparison) or a training state (on resume) still counts when the
+#: current value is that one. (Heads were not normalised before ``head_norm`` existed, so its
+#: absence means ``none``, not today's default.)
+ABSENT_MEANS: dict[str, Any] = {
+    "model.head_norm": "none",
+    "model.input_mixing": 0,
+    "model.input_templates": 0,
+    "model.output_init_scale": 0.01,
+    "task.clean_weight": 0.0,
+    "train.recalibrate_norms": False,
+}
+
 
 def flatten_config(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``: a config as dotted keys."""
@@ -45,8 +58,11 @@ def flatten_config(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """Keys (dotted) whose values differ between two configs, resumable changes excluded."""
+    """Keys (dotted) whose values differ between two configs, resumable changes excluded;
+    options the saved config predates count as :data:`ABSENT_MEANS` says."""
     a, b = flatten_config(saved), flatten_config(current)
+    for key in ABSENT_MEANS.keys() & (set(b) - set(a)):
+        a[key] = ABSENT_MEANS[key]
     keys = sorted(set(a) | set(b))
     return [k for k in keys if k not in RESUMABLE_CHANGES and a.get(k) != b.get(k)]
 
@@ -94,6 +110,7 @@ def load_state(path: Path, config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
+    "ABSENT_MEANS",
     "RESUMABLE_CHANGES",
     "capture_rng",
     "config_differences",

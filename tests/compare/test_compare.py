@@ -545,12 +545,13 @@ def test_finished_runs_saved_before_an_option_existed_still_count_when_it_is_at_
     tmp_path: Path,
 ) -> None:
     """A saved config that predates an option matches when the option's current value is what
-    its absence meant (input-unit mixing off, no clean-image loss), and not otherwise; a saved
-    config without ``head_norm`` means un-normalised heads, so today's default does not match."""
+    its absence meant (input-unit mixing off, no clean-image loss, no recalibrated norm
+    statistics), and not otherwise; a saved config without ``head_norm`` means un-normalised
+    heads, so today's default does not match."""
     from dwscli.compare.runner import config_matches
     from dwscli.train import TrainConfig
 
-    def config(model: dict[str, Any], task: dict[str, Any]) -> TrainConfig:
+    def config(model: dict[str, Any], task: dict[str, Any], **train: Any) -> TrainConfig:
         return TrainConfig.from_dict(
             {
                 "name": "run",
@@ -558,7 +559,7 @@ def test_finished_runs_saved_before_an_option_existed_still_count_when_it_is_at_
                 "zoo": str(tmp_path / "zoo"),
                 "output": str(tmp_path / "out"),
                 "model": {"arch": "dws", **model},
-                "train": {"epochs": 1},
+                "train": {"epochs": 1, **train},
             }
         )
 
@@ -575,3 +576,9 @@ def test_finished_runs_saved_before_an_option_existed_still_count_when_it_is_at_
     del saved["model"]["head_norm"]
     assert not config_matches(saved, current)  # absent: "none"; today's default: "batch"
     assert config_matches(saved, config({"head_norm": "none"}, {}))
+    # runs saved before evaluations recalibrated the head norm's statistics kept a trailing
+    # average: today's default does not match them, the option turned off does
+    saved = json.loads(json.dumps(current.to_dict()))
+    del saved["train"]["recalibrate_norms"]
+    assert not config_matches(saved, current)
+    assert config_matches(saved, config({}, {}, recalibrate_norms=False))

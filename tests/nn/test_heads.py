@@ -7,7 +7,12 @@ import torch
 from torch import nn
 
 from dwscli.nn.archs import ARCHS, get_arch
-from dwscli.nn.heads import NetBatchNorm, invariant_head, live_head_units
+from dwscli.nn.heads import (
+    NetBatchNorm,
+    invariant_head,
+    live_head_units,
+    recalibrate_batch_norms,
+)
 from dwscli.nn.models import DWSNetConfig, InvariantDWSNet
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
@@ -33,6 +38,76 @@ def test_batch_norm_standardises_each_feature_over_the_batch() -> None:
     # 0.1 (seen up to 1.8e-5 over 300 seeds), while a wrong variance (unbiased) is off by 1e-2
     exact = nn.functional.batch_norm(x.double(), None, None, training=True)
     torch.testing.assert_close(y.detach().double(), exact, atol=1e-4, rtol=0)
+
+
+def test_momentum_none_averages_every_batch_alike() -> None:
+    norm = NetBatchNorm(3, momentum=None)
+    generator = torch.Generator().manual_seed(1)
+    batches = [torch.randn(16, 3, generator=generator) * (k + 1) + k for k in range(3)]
+    for batch in batches:
+        norm(batch)
+    means = torch.stack([b.mean(0) for b in batches]).mean(0)
+    variances = torch.stack([b.var(0) for b in batches]).mean(0)  # unbiased, as torch keeps
+    torch.testing.assert_close(norm.running_mean, means)
+    torch.testing.assert_close(norm.running_var, variances)
+
+
+def _stale_model() -> nn.Sequential:
+    """Features on a large common offset, dropout before the norm, stale running statistics."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.Dropout(0.5), NetBatchNorm(4), nn.Linear(4, 2))
+    with torch.no_grad():
+        model[0].bias.fill_(30.0)
+        model[2].running_mean.fill_(29.0)  # an exponential average that trails the weights
+        model[2].running_var.fill_(7.0)
+    return model
+
+
+def test_recalibration_takes_the_statistics_of_the_current_weights() -> None:
+    model = _stale_model()
+    model.train()
+    generator = torch.Generator().manual_seed(2)
+    batches = [torch.randn(32, 5, generator=generator) for _ in range(4)]
+    count = recalibrate_batch_norms(model, [lambda b=b: model(b) for b in batches])
+    assert count == 1
+    with torch.no_grad():  # the features the norm sees at evaluation: no dropout
+        features = [model[0](b) for b in batches]
+    norm = model[2]
+    torch.testing.assert_close(
+        norm.running_mean, torch.stack([f.mean(0) for f in features]).mean(0)
+    )
+    torch.testing.assert_close(norm.running_var, torch.stack([f.var(0) for f in features]).mean(0))
+    # the model is left as it was found, and later training averages as before
+    assert model.training and all(m.training for m in model.modules())
+    assert norm.momentum == 0.1
+
+
+def test_recalibration_lets_one_net_at_a_time_score_like_its_batch() -> None:
+    """In eval mode (one net at a time, as the CLI runs) the stale statistics shift every
+    feature by whole spreads; recalibrated, each net's output matches the batch-normalised
+    forward pass over all nets."""
+    model = _stale_model()
+    generator = torch.Generator().manual_seed(3)
+    nets = torch.randn(256, 5, generator=generator)
+    with torch.no_grad():
+        model[1].eval()  # the batch-statistics reference without dropout
+        model[2].train()
+        reference = model(nets)
+        model.eval()
+        stale = torch.cat([model(net[None]) for net in nets])
+    assert (stale - reference).abs().max() > 0.5
+    recalibrate_batch_norms(model, [lambda: model(nets)])
+    assert not model.training
+    with torch.no_grad():
+        fresh = torch.cat([model(net[None]) for net in nets])
+    torch.testing.assert_close(fresh, reference, atol=2e-2, rtol=0)  # unbiased vs batch variance
+
+
+def test_recalibration_leaves_models_without_batch_norm_alone() -> None:
+    model = nn.Sequential(nn.Linear(3, 3))
+    calls: list[int] = []
+    assert recalibrate_batch_norms(model, [lambda: calls.append(1)]) == 0
+    assert calls == []
 
 
 def test_live_units_counts_units_that_fire_for_some_net() -> None:

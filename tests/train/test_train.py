@@ -312,6 +312,23 @@ def test_an_interrupted_run_resumes_to_the_same_result(
         train(write_config(tmp_path / "changed.yaml", **changed))
 
 
+def test_a_state_saved_before_an_option_existed_resumes_only_at_the_value_its_absence_meant() -> (
+    None
+):
+    """A training state written before ``train.recalibrate_norms`` existed was trained with a
+    trailing average: it resumes under ``false`` and is refused under today's default."""
+    from dwscli.train.state import config_differences
+
+    saved = {"train": {"lr": 1e-3, "epochs": 4}, "model": {"arch": "dws"}}
+    current = {
+        "train": {"lr": 1e-3, "epochs": 8, "recalibrate_norms": False},
+        "model": {"arch": "dws"},
+    }
+    assert config_differences(saved, current) == []  # more epochs is a resumable change
+    current["train"]["recalibrate_norms"] = True
+    assert config_differences(saved, current) == ["train.recalibrate_norms"]
+
+
 # ------------------------------------------------------------------------------------------------
 # distributed: torchrun with 2 CPU processes (gloo) equals one process with the same global batch
 

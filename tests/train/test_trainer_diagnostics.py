@@ -4,9 +4,15 @@ and a warning when the training loss stops moving."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from dwscli.train import Reporter, train
+import pytest
+import torch
+
+from dwscli.nn.heads import net_batch_norms
+from dwscli.train import Reporter, distributed, train
 from dwscli.train.config import TrainConfig
+from dwscli.train.loop import Trainer
 
 
 class Messages(Reporter):
@@ -17,7 +23,9 @@ class Messages(Reporter):
         self.lines.append(text)
 
 
-def _config(zoo: Path, out: Path, lr: float, epochs: int, head_norm: str = "batch") -> TrainConfig:
+def _config(
+    zoo: Path, out: Path, lr: float, epochs: int, head_norm: str = "batch", **train: Any
+) -> TrainConfig:
     return TrainConfig.from_dict(
         {
             "name": "diag",
@@ -38,6 +46,7 @@ def _config(zoo: Path, out: Path, lr: float, epochs: int, head_norm: str = "batc
                 "seed": 0,
                 "device": "cpu",
                 "stall_evals": 2,
+                **train,
             },
         }
     )
@@ -68,3 +77,38 @@ def test_a_training_loss_that_does_not_move_is_warned_about_once(
     warnings = [line for line in reporter.lines if "has not moved" in line]
     assert len(warnings) == 1
     assert "last 2 validations" in warnings[0] and "live head units" in warnings[0]
+
+
+def _head_input_means(trainer: Trainer) -> torch.Tensor:
+    """Mean of what the head's batch norm sees over the training sample (in equal batches of
+    the evaluation size), with the trainer's current weights and nothing in training mode."""
+    norm = net_batch_norms(trainer.model)[0]
+    seen: list[torch.Tensor] = []
+    handle = norm.register_forward_pre_hook(lambda _m, args: seen.append(args[0].mean(0)))
+    trainer.model.eval()
+    size = trainer.settings.batch_size
+    positions = trainer.sample_positions
+    try:
+        with torch.no_grad():
+            for start in range(0, len(positions) - size + 1, size):
+                space = trainer.train_nets.batch(positions[start : start + size]).space
+                trainer.task.eval_forward(trainer.model, space)
+    finally:
+        handle.remove()
+    return torch.stack(seen).mean(0)
+
+
+@pytest.mark.parametrize("recalibrate", [True, False])
+def test_evaluations_normalise_with_statistics_of_the_evaluated_weights(
+    small_inr_zoo: Path, tmp_path: Path, recalibrate: bool
+) -> None:
+    """Before every validation the head norm's running statistics are recomputed from the
+    current weights over the training sample (not an average that trails training), so the
+    kept model carries the statistics of its own weights; with the option off they trail."""
+    config = _config(small_inr_zoo, tmp_path, 3e-2, 2, recalibrate_norms=recalibrate)
+    trainer = Trainer(config, distributed.env_from_torchrun(), torch.device("cpu"), None)
+    trainer.run(resume=False)  # ends with the best model's weights and statistics loaded
+    running = net_batch_norms(trainer.model)[0].running_mean
+    expected = _head_input_means(trainer)
+    close = torch.allclose(running, expected, atol=1e-4, rtol=1e-4)
+    assert close == recalibrate
