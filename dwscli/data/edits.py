@@ -11,6 +11,9 @@ serve as a training target and as the ``--preview`` of ``dws edit``:
 - ``contrast`` (``factor``, default 2.0): ``0.5 + factor * (x - 0.5)``, clamped to [0, 1].
 - ``sharpen`` (``amount``, default 1.0): unsharp mask ``x + amount * (x - box3(x))``, clamped,
   where ``box3`` is the 3 x 3 mean with replicated borders (a flat image stays unchanged).
+- ``invert`` (no parameters): ``1 - x``, the negative. For an INR whose image is
+  ``offset + scale * f(x)`` with offset 0.5 this is exact in weight space (negate the output
+  layer's weights and bias), so it is the edit a linear, equivariant change can learn exactly.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from torch import Tensor
 
 from dwscli.errors import DwsError
 
-EditOp = Literal["dilate", "erode", "contrast", "sharpen"]
+EditOp = Literal["dilate", "erode", "contrast", "sharpen", "invert"]
 #: The ops :func:`edit_images` knows, in the order messages list them.
 EDIT_OPS: tuple[str, ...] = get_args(EditOp)
 #: Each op's parameters and their defaults.
@@ -31,6 +34,7 @@ EDIT_PARAMS: dict[str, dict[str, float | int]] = {
     "erode": {"size": 3},
     "contrast": {"factor": 2.0},
     "sharpen": {"amount": 1.0},
+    "invert": {},
 }
 
 
@@ -48,8 +52,12 @@ def edit_params(op: str, params: dict[str, Any] | None = None) -> dict[str, floa
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise DwsError(
-            f"edit op {op}: unknown parameter {unknown[0]!r}; it takes "
-            + ", ".join(f"{k} (default {v})" for k, v in defaults.items())
+            f"edit op {op}: unknown parameter {unknown[0]!r}; "
+            + (
+                "it takes " + ", ".join(f"{k} (default {v})" for k, v in defaults.items())
+                if defaults
+                else "it takes none"
+            )
         )
     out: dict[str, float | int] = dict(defaults)
     for key, value in given.items():
@@ -89,6 +97,8 @@ def edit_images(images: Tensor, op: str, **params: Any) -> Tensor:
         return -_dilate(-images, int(values["size"]))
     if op == "contrast":
         return (0.5 + float(values["factor"]) * (images - 0.5)).clamp(0.0, 1.0)
+    if op == "invert":
+        return 1.0 - images
     # sharpen
     return (images + float(values["amount"]) * (images - _box3(images))).clamp(0.0, 1.0)
 

@@ -52,7 +52,7 @@ def test_dilate_of_a_pixel_is_a_block_and_erode_undoes_it() -> None:
     assert edit_images(torch.ones(1, 4, 4), "erode").min() == 1.0
 
 
-def test_contrast_and_sharpen() -> None:
+def test_contrast_sharpen_and_invert() -> None:
     g = torch.Generator().manual_seed(0)
     images = torch.rand(3, 8, 8, generator=g)
     contrast = edit_images(images, "contrast", factor=1.5)
@@ -61,6 +61,8 @@ def test_contrast_and_sharpen() -> None:
     assert torch.allclose(edit_images(flat, "sharpen"), flat)  # nothing to sharpen
     sharp = edit_images(_point() * 0.5, "sharpen", amount=1.0)
     assert sharp[0, 4, 4] > 0.5 and sharp[0, 3, 4] == 0  # the peak rises, the ring is clamped
+    assert torch.equal(edit_images(images, "invert"), 1 - images)
+    assert torch.equal(edit_images(edit_images(images, "invert"), "invert"), images)
     for op in EDIT_OPS:  # deterministic, same shape, in [0, 1]
         a, b = edit_images(images, op), edit_images(images, op)
         assert torch.equal(a, b) and a.shape == images.shape
@@ -70,10 +72,15 @@ def test_contrast_and_sharpen() -> None:
 @pytest.mark.parametrize(
     ("op", "params", "fragment"),
     [
-        ("blur", {}, "unknown edit op 'blur'; choose one of dilate, erode, contrast, sharpen"),
+        (
+            "blur",
+            {},
+            "unknown edit op 'blur'; choose one of dilate, erode, contrast, sharpen, invert",
+        ),
         ("dilate", {"radius": 2}, "edit op dilate: unknown parameter 'radius'; it takes size"),
         ("dilate", {"size": 4}, "size must be an odd positive integer, got 4"),
         ("contrast", {"factor": "x"}, "factor must be a number"),
+        ("invert", {"size": 3}, "edit op invert: unknown parameter 'size'; it takes none"),
     ],
 )
 def test_edit_mistakes_are_one_line_errors(op: str, params: dict[str, Any], fragment: str) -> None:
@@ -199,6 +206,20 @@ def test_inr_edit_learns_to_dilate(edit_run: TrainResult) -> None:
     assert card["output"]["type"] == "weights" and card["output"]["edit"]["op"] == "dilate"
     assert card["training"]["selected_on"] == "val mse"
     assert set(card["metrics"]["baselines"]["refit"]["test"]) >= {"mse", "seconds_per_net"}
+
+
+def test_inr_edit_learns_to_invert(inr_zoo: Path, tmp_path: Path) -> None:
+    """The negative is linear in weight space (negate the output layer), so a residual
+    equivariant model gets most of the way there within a few epochs on held-out nets."""
+    config = edit_config(inr_zoo, tmp_path)
+    config["name"], config["task"] = "tiny-invert", {"name": "inr-edit", "op": "invert"}
+    config["train"]["lr"] = 3e-3
+    result = train(TrainConfig.from_dict(config))
+    test = result.metrics["test"]
+    assert test["mse"] < 0.25 * test["mse_no_edit"], test  # 0.16 when written
+    assert test["improved_fraction"] == 1.0
+    card = yaml.safe_load(result.processor.read_text())
+    assert card["edit"] == {"op": "invert"}
 
 
 def test_inr_edit_metrics_are_what_they_say(edit_run: TrainResult, inr_zoo: Path) -> None:
@@ -451,6 +472,7 @@ def test_experiment_configs_validate(path: Path, inr_zoo: Path, da_zoo: Path) ->
     [
         ("mnist-inr-dilate", "inr-edit", "zoos/mnist-inr", "inr_zoo"),
         ("mnist-inr-erode", "inr-edit", "zoos/mnist-inr", "inr_zoo"),
+        ("mnist-inr-invert", "inr-edit", "zoos/mnist-inr-8k", "inr_zoo"),
         ("sine-embed", "embed", "zoos/sines", "sine_zoo"),
         ("mnist-inr-classify", "inr-classify", "zoos/mnist-inr", "inr_zoo"),
         ("fmnist-inr-classify", "inr-classify", "zoos/fmnist-inr", "inr_zoo"),

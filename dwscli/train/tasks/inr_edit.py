@@ -1,9 +1,9 @@
 """``task: inr-edit``: INR weights -> INR weights whose rendering is the edited image.
 
 An equivariant DWSNet (residual: output = input + predicted change) learns an image edit
-(:func:`dwscli.data.edits.edit_images`: ``dilate``, ``erode``, ``contrast``, ``sharpen``) in
-weight space, so that editing an INR needs one forward pass instead of render -> edit pixels ->
-fit a new SIREN.
+(:func:`dwscli.data.edits.edit_images`: ``dilate``, ``erode``, ``contrast``, ``sharpen``,
+``invert``) in weight space, so that editing an INR needs one forward pass instead of render ->
+edit pixels -> fit a new SIREN.
 
 **The target** of a net is the edit of *its own rendering*: the input INR is rendered on the
 zoo's pixel grid (no gradient, clamped to [0, 1] as a viewer would see it) and the edit is
