@@ -13,7 +13,7 @@ invariant to hidden-neuron permutations of each net.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -38,15 +38,11 @@ class NetBatchNorm(nn.BatchNorm1d):
     through the reduction), so data-parallel training matches one process. Torch's own
     ``SyncBatchNorm`` does this on GPUs only; this one works with any backend."""
 
-    #: take training statistics over every process's nets (off while every process
-    #: recalibrates on the same nets: :func:`recalibrate_batch_norms`)
-    over_processes: bool = True
-
     def forward(self, x: Tensor) -> Tensor:
         if not self.training:
             return super().forward(x)
         # one formula for one process and many, so both give the same numbers
-        world = _world_size() if self.over_processes else 1
+        world = _world_size()
         if world == 1:
 
             def all_reduce(t: Tensor) -> Tensor:
@@ -107,10 +103,11 @@ def net_batch_norms(model: nn.Module) -> list[NetBatchNorm]:
 
 
 @torch.no_grad()
-def recalibrate_batch_norms(model: nn.Module, batches: Iterable[Callable[[], object]]) -> int:
-    """Replace the running statistics of the model's batch norms by the exact averages of their
-    batch statistics over ``batches`` (each a callable that runs one forward pass), computed
-    with the current weights; returns how many layers were recalibrated.
+def recalibrate_batch_norms(model: nn.Module, batches: Sequence[Callable[[], object]]) -> int:
+    """Set the running statistics of the model's batch norms to the mean and (unbiased)
+    variance of their inputs over every net that ``batches`` run through the model (each a
+    callable that runs one forward pass), computed with the current weights; returns how many
+    layers were recalibrated.
 
     Why: the running statistics are an exponential average over the last few dozen training
     steps. Pooled features of a weight space sit on an offset common to every net that is tens
@@ -119,30 +116,60 @@ def recalibrate_batch_norms(model: nn.Module, batches: Iterable[Callable[[], obj
     time, as the CLI runs) sees features shifted by whole spreads and can score near chance
     while the same weights, normalised with fresh statistics, do well. Statistics recomputed
     over a fixed sample of training nets right before each evaluation match the weights that
-    are evaluated. Layers stay in eval mode apart from the batch norms, so dropout is off.
-    Under ``torch.distributed`` each process computes the statistics of the nets it is given
-    (the trainer gives every process the same ones), with no collective.
+    are evaluated.
+
+    The whole model runs in eval mode (no dropout, no batch-statistics collectives under
+    ``torch.distributed``), and inputs are pooled over all batches, whatever their sizes. Norms
+    are done in module order, one pass each, so a later norm sees inputs already normalised
+    with the new statistics of the earlier ones. A norm that fewer than two nets reach (one the
+    forward pass skips, as a pooled embedding skips the head) keeps its statistics. Every
+    module's mode is restored.
     """
     norms = net_batch_norms(model)
-    if not norms:
-        return 0
-    was_training = model.training
-    momenta = [m.momentum for m in norms]
+    modes = {m: m.training for m in model.modules()}
     model.eval()
+    done = 0
     try:
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None
-            m.over_processes = False  # each process sees the nets it is given, alone
-            m.train()
+        for norm in norms:
+            measured = _input_statistics(norm, batches)
+            if measured is None:
+                continue
+            mean, var = measured
+            norm.running_mean.copy_(mean.to(norm.running_mean.dtype))
+            norm.running_var.copy_(var.to(norm.running_var.dtype))
+            done += 1
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    return done
+
+
+def _input_statistics(
+    norm: nn.Module, batches: Sequence[Callable[[], object]]
+) -> tuple[Tensor, Tensor] | None:
+    """Mean and unbiased variance (float64) of ``norm``'s inputs over every net ``batches``
+    run through it; None when fewer than two nets reach it."""
+    totals: list[Tensor] = []
+
+    def accumulate(_module: nn.Module, args: tuple[Tensor, ...]) -> None:
+        x = args[0].detach().double()
+        count = torch.full_like(x[0], float(x.shape[0]))
+        totals.append(torch.stack([x.sum(0), x.pow(2).sum(0), count]))
+
+    handle = norm.register_forward_pre_hook(accumulate)
+    try:
         for run in batches:
             run()
     finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-            m.__dict__.pop("over_processes", None)  # back to the class default
-        model.train(was_training)
-    return len(norms)
+        handle.remove()
+    if not totals:
+        return None
+    total, total_sq, count = torch.stack(totals).sum(0)
+    n = float(count[0])
+    if n < 2:
+        return None
+    mean = total / n
+    return mean, (total_sq - n * mean.pow(2)).clamp_min(0) / (n - 1)
 
 
 def head_of(model: nn.Module) -> nn.Module | None:

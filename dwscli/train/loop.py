@@ -348,16 +348,13 @@ class Trainer:
 
     def recalibrate_norms(self) -> None:
         """Running statistics of the batch norms from the current weights, over the fixed
-        training sample in equal batches (see :func:`dwscli.nn.heads.recalibrate_batch_norms`).
-        Every rank does the same work on the same nets, so collectives stay matched and the
-        statistics agree."""
+        training sample (see :func:`dwscli.nn.heads.recalibrate_batch_norms`): one forward pass
+        over it, in evaluation batches. Every rank does the same work on the same nets, without
+        collectives, so the statistics agree."""
         if not self.settings.recalibrate_norms or not net_batch_norms(self.model):
             return
         size = self.settings.eval_batch_size or self.settings.batch_size
-        positions = self.sample_positions
-        chunks = [positions[i : i + size] for i in range(0, len(positions), size)]
-        if len(chunks) > 1 and len(chunks[-1]) < size:
-            chunks = chunks[:-1]  # a short last batch would weigh as much as a full one
+        chunks = self.sample_positions.split(size)
 
         def forward(chunk: Tensor) -> Callable[[], object]:
             def run() -> object:
@@ -366,7 +363,7 @@ class Trainer:
 
             return run
 
-        recalibrate_batch_norms(self.model, (forward(c) for c in chunks))
+        recalibrate_batch_norms(self.model, [forward(c) for c in chunks])
 
     def live_head(self) -> tuple[int, int] | None:
         """Live units of the invariant head (see :func:`dwscli.nn.heads.live_head_units`) on

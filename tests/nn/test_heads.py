@@ -64,22 +64,23 @@ def _stale_model() -> nn.Sequential:
 
 
 def test_recalibration_takes_the_statistics_of_the_current_weights() -> None:
+    """Mean and unbiased variance of the norm's inputs pooled over every net of every batch
+    (batches of any size, one of a single net), as the model computes them without dropout."""
     model = _stale_model()
     model.train()
+    model[3].eval()  # a module in another mode than its parent keeps it
     generator = torch.Generator().manual_seed(2)
-    batches = [torch.randn(32, 5, generator=generator) for _ in range(4)]
+    batches = [torch.randn(n, 5, generator=generator) for n in (32, 1, 17, 32)]
     count = recalibrate_batch_norms(model, [lambda b=b: model(b) for b in batches])
     assert count == 1
     with torch.no_grad():  # the features the norm sees at evaluation: no dropout
-        features = [model[0](b) for b in batches]
+        features = model[0](torch.cat(batches)).double()
     norm = model[2]
-    torch.testing.assert_close(
-        norm.running_mean, torch.stack([f.mean(0) for f in features]).mean(0)
-    )
-    torch.testing.assert_close(norm.running_var, torch.stack([f.var(0) for f in features]).mean(0))
+    torch.testing.assert_close(norm.running_mean.double(), features.mean(0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(norm.running_var.double(), features.var(0), atol=1e-5, rtol=1e-5)
     # the model is left as it was found, and later training averages as before
-    assert model.training and all(m.training for m in model.modules())
-    assert norm.momentum == 0.1
+    assert [m.training for m in model] == [True, True, True, False]
+    assert model.training and norm.momentum == 0.1
 
 
 def test_recalibration_lets_one_net_at_a_time_score_like_its_batch() -> None:
@@ -103,11 +104,19 @@ def test_recalibration_lets_one_net_at_a_time_score_like_its_batch() -> None:
     torch.testing.assert_close(fresh, reference, atol=2e-2, rtol=0)  # unbiased vs batch variance
 
 
-def test_recalibration_leaves_models_without_batch_norm_alone() -> None:
+def test_recalibration_leaves_norms_it_cannot_measure_alone() -> None:
+    """No batch norm: nothing runs. A norm the forward pass skips (a pooled embedding skips
+    the head), or one that sees a single net, keeps its statistics."""
     model = nn.Sequential(nn.Linear(3, 3))
     calls: list[int] = []
     assert recalibrate_batch_norms(model, [lambda: calls.append(1)]) == 0
     assert calls == []
+    stale = _stale_model()
+    nets = torch.randn(8, 5)
+    assert recalibrate_batch_norms(stale, [lambda: stale[0](nets)]) == 0
+    assert recalibrate_batch_norms(stale, [lambda: stale(nets[:1])]) == 0
+    assert torch.equal(stale[2].running_mean, torch.full((4,), 29.0))
+    assert torch.equal(stale[2].running_var, torch.full((4,), 7.0))
 
 
 def test_live_units_counts_units_that_fire_for_some_net() -> None:

@@ -449,7 +449,8 @@ def test_embed_refuses_what_it_cannot_do(inr_zoo: Path, sine_zoo: Path) -> None:
 )
 def test_experiment_configs_validate(path: Path, inr_zoo: Path, da_zoo: Path) -> None:
     """The configs behind docs/results/mnist-inr-classify-long, mlp-aug-dying-units.md,
-    dilate-editor-limits.md and fmnist-accuracy-dws.md, pointed at a tiny zoo of their kind."""
+    dilate-editor-limits.md, fmnist-accuracy-dws.md and nfn-np-eval-mode.md, pointed at a tiny zoo
+    of their kind."""
     data = yaml.safe_load(path.read_text())
     assert data["name"] == path.stem
     if path.stem.startswith("fmnist-accuracy"):
@@ -459,7 +460,12 @@ def test_experiment_configs_validate(path: Path, inr_zoo: Path, da_zoo: Path) ->
         arch = get_arch(config.model.arch)
         arch.build(Zoo.open(da_zoo).spec, "invariant", config.model.options, 1)  # it builds
         return
-    assert data["zoo"] in ("zoos/mnist-inr", "zoos/mnist-inr-dwsnets-6k", "zoos/mnist-inr-8k")
+    assert data["zoo"] in (
+        "zoos/mnist-inr",
+        "zoos/mnist-inr-dwsnets-6k",
+        "zoos/mnist-inr-8k",
+        "zoos/mnist-inr-shared6k",
+    )
     config = TrainConfig.from_dict({**data, "zoo": str(inr_zoo)}, source=str(path))
     assert config.task.name == ("inr-edit" if "dilate" in path.stem else "inr-classify")
     if data["zoo"] == "zoos/mnist-inr":  # the long runs: every training INR of the full zoo
