@@ -62,6 +62,11 @@ class DWSNetConfig:
     # first-layer neuron's incoming row says as weighted sums over the input units, which
     # "shared" fixed mixing cannot form linearly
     input_templates: int = 0
+    # equivariant models: the layers (1 = the first) whose weights and bias the model may
+    # change; every other layer passes through exactly (None: all). An edit that lives in a few
+    # layers (inverting an INR's image is its output layer alone) is then learned without
+    # disturbing the rest of the net.
+    edit_layers: list[int] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -343,6 +348,17 @@ class EquivariantDWSNet(_DWSTrunk):
             if config.input_mixing > 0
             else None
         )
+        self.frozen_layers = frozen_layers(config.edit_layers, spec.depth)
+
+    def keep_frozen(self, space: WeightSpace, output: WeightSpace) -> WeightSpace:
+        """``output`` with the layers the model may not edit (``edit_layers``) taken from the
+        input unchanged."""
+        if not self.frozen_layers:
+            return output
+        weights, biases = list(output.weights), list(output.biases)
+        for layer in self.frozen_layers:
+            weights[layer], biases[layer] = space.weights[layer], space.biases[layer]
+        return WeightSpace(weights, biases, output.spec)
 
     def forward(self, space: WeightSpace) -> WeightSpace:
         features = self.trunk(space)
@@ -360,7 +376,22 @@ class EquivariantDWSNet(_DWSTrunk):
         else:
             mean = self.normalizer.mean
             tensors = [d + mean[k] for k, d in enumerate(delta)]
-        return WeightSpace(tensors[:depth], tensors[depth:], space.spec)
+        return self.keep_frozen(space, WeightSpace(tensors[:depth], tensors[depth:], space.spec))
+
+
+def frozen_layers(edit_layers: list[int] | None, depth: int) -> list[int]:
+    """0-based indices of the layers outside ``edit_layers`` (1-based; None: every layer is
+    editable), checked against the ``depth`` of the nets the model is built for."""
+    if edit_layers is None:
+        return []
+    if not edit_layers:
+        raise DwsError("model.edit_layers: name at least one layer (or null for all)")
+    for layer in edit_layers:
+        if not 1 <= layer <= depth:
+            raise DwsError(
+                f"model.edit_layers: layer {layer} does not exist; the nets have layers 1-{depth}"
+            )
+    return [k for k in range(depth) if k + 1 not in edit_layers]
 
 
 def pooled_features(model: nn.Module) -> Callable[[WeightSpace], Tensor] | None:

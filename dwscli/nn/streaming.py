@@ -469,7 +469,8 @@ class BlockedForward:
             result.append(
                 out.add_(tensors[t] if model.config.residual else model.normalizer.mean[t])
             )
-        return WeightSpace(result[: self.depth], result[self.depth :], space.spec)
+        output = WeightSpace(result[: self.depth], result[self.depth :], space.spec)
+        return model.keep_frozen(space, output)
 
 
 __all__ = [

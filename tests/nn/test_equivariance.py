@@ -266,6 +266,35 @@ def test_input_unit_mixing_starts_as_a_no_op_and_then_changes_only_the_first_lay
             assert torch.equal(out.biases[k], before.biases[k])
 
 
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("text", SPECS)
+def test_edit_layers_pass_every_other_layer_through_exactly(text: str, residual: bool) -> None:
+    """Only the named layers change (and stay equivariant); the others are the input's own
+    tensors, under random permutations too. Naming a layer the nets lack is a one-line error."""
+    spec = MLPSpec.parse(text)
+    last = spec.depth
+    config = DWSNetConfig(
+        hidden_channels=4,
+        num_layers=2,
+        output_init_scale=1.0,
+        residual=residual,
+        edit_layers=[last],
+    )
+    model = EquivariantDWSNet(spec, config).eval()
+    space = WeightSpace.random(spec, 3, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out = model(space)
+    for k in range(last - 1):
+        assert torch.equal(out.weights[k], space.weights[k])
+        assert torch.equal(out.biases[k], space.biases[k])
+    assert not torch.equal(out.weights[-1], space.weights[-1])
+    assert equivariance_error(model, spec, as_space=True) <= TOL
+    with pytest.raises(DwsError, match=f"layer {last + 1} does not exist; the nets have layers"):
+        EquivariantDWSNet(spec, DWSNetConfig(edit_layers=[last + 1]))
+    with pytest.raises(DwsError, match="name at least one layer"):
+        EquivariantDWSNet(spec, DWSNetConfig(edit_layers=[]))
+
+
 @pytest.mark.parametrize("layers", [1, 3])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("text", SPECS)

@@ -65,7 +65,10 @@ def test_blocked_invariant_matches_plain(spec_text: str, mixing: str, options: d
 
 @pytest.mark.parametrize("spec_text", SPECS)
 @pytest.mark.parametrize("mixing", ["shared", "full"])
-@pytest.mark.parametrize("options", [{}, {"norm": True}, {"residual": False}, {"input_mixing": 2}])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"norm": True}, {"residual": False}, {"input_mixing": 2}, {"edit_layers": [1, 3]}],
+)
 def test_blocked_equivariant_matches_plain(spec_text: str, mixing: str, options: dict) -> None:
     spec = MLPSpec.parse(spec_text)
     model = _model("equivariant", spec, fixed_mixing=mixing, **options)

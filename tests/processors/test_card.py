@@ -21,6 +21,7 @@ DEFAULTS = [
     (("inr-classify", None, None), "mnist-inr-classify"),  # the INR records no data set
     (("inr-edit", None, "dilate"), "mnist-inr-dilate"),
     (("inr-edit", None, "erode"), "mnist-inr-erode"),
+    (("inr-edit", None, "invert"), "mnist-inr-invert"),
     (("embed", None, None), "sine-embed"),
 ]
 MINIMAL = "task: accuracy\nmodel: {kind: invariant}\ninput: {spec: 4-8-3:relu}\n"

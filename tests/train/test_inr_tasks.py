@@ -479,6 +479,7 @@ def test_experiment_configs_validate(path: Path, inr_zoo: Path, da_zoo: Path) ->
     [
         ("mnist-inr-dilate", "inr-edit", "zoos/mnist-inr", "inr_zoo"),
         ("mnist-inr-erode", "inr-edit", "zoos/mnist-inr", "inr_zoo"),
+        ("mnist-inr-invert", "inr-edit", "zoos/mnist-inr-8k", "inr_zoo"),
         ("sine-embed", "embed", "zoos/sines", "sine_zoo"),
         ("mnist-inr-classify", "inr-classify", "zoos/mnist-inr", "inr_zoo"),
         ("fmnist-inr-classify", "inr-classify", "zoos/fmnist-inr", "inr_zoo"),
