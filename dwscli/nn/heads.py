@@ -55,13 +55,8 @@ class NetBatchNorm(nn.BatchNorm1d):
         centred = x - mean
         var = all_reduce(centred.pow(2).sum(dim=0)) / count
         with torch.no_grad():
+            momentum = self.momentum if self.momentum is not None else 0.1
             self.num_batches_tracked.add_(1)
-            # momentum None: a plain average over every batch seen (as torch's batch norms)
-            momentum = (
-                self.momentum
-                if self.momentum is not None
-                else 1.0 / float(self.num_batches_tracked)
-            )
             unbiased = var.detach() * count / (count - 1).clamp_min(1)
             self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
             self.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
