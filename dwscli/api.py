@@ -527,13 +527,16 @@ def evaluate(
     split: str = "test",
     max_nets: int | None = None,
     by: list[str] | None = None,
+    where: str | None = None,
     batch_size: int = 128,
     device: str = "auto",
 ) -> Any:
     """Score a processor on a zoo split (``dws evaluate``): an ``Evaluation`` with the metrics
     its task reports in training, the card's metrics for that split, the fraction of the nets
     its OOD check flags, and (``by``) both per value of recorded recipe fields. ``split``:
-    ``test``, ``val``, ``train``, ``test_heldout_recipe`` or ``all``.
+    ``test``, ``val``, ``train``, ``test_heldout_recipe`` or ``all``. ``where``
+    (``"psnr=25.."``: ``KEY=A|B`` or ``KEY=LOW..HIGH``, joined by commas) scores only the nets
+    whose recorded recipe, fit metrics or labels meet it.
 
         >>> api.evaluate("sine-embed", "zoos/sines", by=["init"])  # doctest: +SKIP
     """
@@ -545,6 +548,7 @@ def evaluate(
         split=split,
         max_nets=max_nets,
         by=by,
+        where=where,
         batch_size=batch_size,
         device=device,
     )

@@ -39,6 +39,7 @@ __all__ = [
     "check_splits",
     "hold_out_matcher",
     "parse_hold_out",
+    "record_matcher",
     "resolve_split_config",
     "split_by_source",
     "split_from_config",
@@ -164,12 +165,26 @@ def _same(value: Any, wanted: Any) -> bool:
 
 def hold_out_matcher(region: HoldOut) -> Callable[[Mapping[str, Any]], bool]:
     """Whether a manifest record's recipe (``hparams``) lies in ``region``."""
+    return record_matcher(region, groups=("hparams",))
+
+
+def record_matcher(
+    region: HoldOut, groups: Sequence[str] = ("hparams", "metrics", "labels")
+) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether a manifest record meets every condition of ``region``; a condition's key is
+    looked up in the record's ``groups`` in order (the first group that has it)."""
     conditions = _check_hold_out(region)
 
+    def lookup(record: Mapping[str, Any], key: str) -> Any:
+        for group in groups:
+            fields = record.get(group) or {}
+            if key in fields:
+                return fields[key]
+        return None
+
     def matches(record: Mapping[str, Any]) -> bool:
-        hparams = record.get("hparams") or {}
         for key, condition in conditions.items():
-            value = hparams.get(key)
+            value = lookup(record, key)
             if "in" in condition:
                 if not any(_same(value, wanted) for wanted in condition["in"]):
                     return False

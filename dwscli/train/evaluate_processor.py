@@ -12,6 +12,11 @@ flags, optionally the same per value of a recipe field (``by``), and, for tasks 
 outcome (a correct class, an adaptation that helped, an edit that helped), the flagged fraction
 among the nets the processor gets wrong and right.
 
+``where`` (``"psnr=25.."``, ``"optimizer=adam,steps=..300"``) scores only the nets whose
+recorded recipe, fit metrics or labels meet every condition: recipe-diverse zoos hold nets that
+never drew their image, and a user's nets usually do. A probe fitted on training nets (``embed``)
+is fitted as without it.
+
 A zoo the processor cannot read (another kind, spec, data set, conventions or sine w0), an
 unknown or empty split and an unfinished zoo are one-line errors.
 """
@@ -67,6 +72,8 @@ class Evaluation:
     by: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     #: ``{"wrong": {"nets", "flagged_fraction"}, "right": {...}}`` for tasks with an outcome
     outcome: dict[str, dict[str, Any]] | None = None
+    #: the condition the scored nets met (``where``), as given
+    where: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -133,6 +140,27 @@ def chosen_splits(zoo: Zoo, split: str) -> list[str]:
     if not names:
         raise DwsError(f"{zoo.path}: the {split} split is empty")
     return names
+
+
+def nets_meeting(zoo: Zoo, ids: list[str], where: str) -> set[str]:
+    """The nets of ``ids`` whose record meets ``where`` (see the module docstring); a key no net
+    records and a condition no net meets are one-line errors."""
+    from dwscli.data.zoo_splits import parse_hold_out, record_matcher
+
+    region = parse_hold_out(where, "--where")
+    records = [zoo.record(net) for net in ids]
+    groups = ("hparams", "metrics", "labels")
+    for key in region:
+        if not any(key in (record.get(group) or {}) for record in records for group in groups):
+            raise DwsError(
+                f"{zoo.path}: --where: no net records {key!r} (in its recipe, fit metrics or "
+                "labels)"
+            )
+    matches = record_matcher(region, groups)
+    chosen = {record["id"] for record in records if matches(record)}
+    if not chosen:
+        raise DwsError(f"{zoo.path}: --where {where!r}: no net of the split meets it")
+    return chosen
 
 
 def processor_task(processor: Processor, zoo: Zoo) -> Task:
@@ -206,6 +234,7 @@ def evaluate(
     split: str = "test",
     max_nets: int | None = None,
     by: list[str] | None = None,
+    where: str | None = None,
     batch_size: int = 128,
     device: str = "auto",
 ) -> Evaluation:
@@ -226,9 +255,13 @@ def evaluate(
     maps = ShardMaps(zoo)
     keys = task.target_keys()
     parts = [SplitNets.of(zoo, name, keys, maps) for name in splits]
-    chosen_ids = {net for part in parts for net in part.ids}
+    candidates = [net for part in parts for net in part.ids]
+    if where is not None:
+        meeting = nets_meeting(zoo, candidates, where)
+        candidates = [net for net in candidates if net in meeting]
+    chosen_ids = set(candidates)
     if max_nets is not None:
-        chosen_ids = set(spread_subset([net for part in parts for net in part.ids], max_nets))
+        chosen_ids = set(spread_subset(candidates, max_nets))
     model = processor.model
     if task.fits_on_train:
         train = dict((processor.card.training.get("config") or {}).get("train") or {})
@@ -290,6 +323,7 @@ def evaluate(
         metrics=_round_metrics(task.metrics(values)),
         card_metrics=(processor.card.metrics or {}).get(split),
         ood=ood,
+        where=where,
     )
     for name in by or []:
         result.by[name] = _breakdown(task, values, records, flags, name, zoo)
@@ -332,4 +366,11 @@ def _breakdown(
     return groups
 
 
-__all__ = ["SPLIT_CHOICES", "Evaluation", "check_zoo_fits", "chosen_splits", "evaluate"]
+__all__ = [
+    "SPLIT_CHOICES",
+    "Evaluation",
+    "check_zoo_fits",
+    "chosen_splits",
+    "evaluate",
+    "nets_meeting",
+]

@@ -110,10 +110,11 @@ def test_json_shape_all_splits_breakdown_and_outcome(
     data = json.loads(done.stdout)
     assert set(data) == {
         "processor", "task", "zoo", "split", "nets", "metrics", "card_metrics", "ood", "by",
-        "outcome",
+        "outcome", "where",
     }  # fmt: skip
     zoo = Zoo.open(diverse_inr_zoo)
     assert data["split"] == "all" and data["nets"] == len(zoo) and data["card_metrics"] is None
+    assert data["where"] is None
     assert data["task"] == "inr-classify" and set(data["metrics"]) == {"accuracy", "loss"}
     assert set(data["ood"]) == {"flagged_fraction", "flagged", "threshold"}
     assert data["ood"]["flagged"] == round(data["ood"]["flagged_fraction"] * len(zoo))
@@ -132,6 +133,48 @@ def test_json_shape_all_splits_breakdown_and_outcome(
         str(classify_card), diverse_inr_zoo, split="all", max_nets=7, device="cpu"
     )
     assert limited.nets == 7
+
+
+def test_where_scores_only_the_nets_that_meet_it(
+    classify_card: Path, diverse_inr_zoo: Path
+) -> None:
+    zoo = Zoo.open(diverse_inr_zoo)
+    records = zoo.records()
+    psnrs = sorted(r["metrics"]["psnr"] for r in records)
+    cut = psnrs[len(psnrs) // 2]
+    card = str(classify_card)
+    fitted = api.evaluate(card, diverse_inr_zoo, split="all", where=f"psnr={cut}..", device="cpu")
+    assert fitted.where == f"psnr={cut}.."
+    assert fitted.nets == sum(r["metrics"]["psnr"] >= cut for r in records) < len(records)
+    # a recipe condition picks the same nets as the split it defines (SGD nets are held out)
+    sgd = api.evaluate(card, diverse_inr_zoo, split="all", where="optimizer=sgd", device="cpu")
+    heldout = api.evaluate(card, diverse_inr_zoo, split=HELDOUT_SPLIT, device="cpu")
+    assert sgd.nets == heldout.nets == len(zoo.ids(HELDOUT_SPLIT))
+    assert sgd.metrics == heldout.metrics
+    # conditions on recipe, fit metric and label together, from the CLI
+    chosen = next(
+        r for r in records if r["hparams"]["optimizer"] == "adam" and r["metrics"]["psnr"] >= cut
+    )
+    where = f"optimizer=adam,psnr={cut}..,label={chosen['labels']['label']}"
+    done = dws("evaluate", card, str(diverse_inr_zoo), "--split", "all", "--where", where,
+               "--json", "--device", "cpu")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    wanted = [
+        r for r in records
+        if r["hparams"]["optimizer"] == "adam" and r["metrics"]["psnr"] >= cut
+        and r["labels"]["label"] == chosen["labels"]["label"]
+    ]  # fmt: skip
+    assert json.loads(done.stdout)["nets"] == len(wanted) >= 1
+
+
+def test_bad_where_conditions_are_one_line_errors(
+    classify_card: Path, diverse_inr_zoo: Path
+) -> None:
+    card, zoo = str(classify_card), str(diverse_inr_zoo)
+    _one_line_error(dws("evaluate", card, zoo, "--where", "psnr"), "--where", "KEY=VALUE")
+    _one_line_error(dws("evaluate", card, zoo, "--where", "colour=red"), "no net records 'colour'")
+    _one_line_error(dws("evaluate", card, zoo, "--where", "psnr=1000.."), "no net of the split")
+    _one_line_error(dws("evaluate", card, zoo, "--where", "psnr=abc.."), "'abc' is not a number")
 
 
 def _one_line_error(result: Any, *fragments: str) -> None:

@@ -18,7 +18,8 @@ EPILOG = (
     "Examples:\n\n"
     "  dws evaluate mnist-inr-classify zoos/mnist-inr\n\n"
     "  dws evaluate sine-embed zoos/sines-diverse --split all --by optimizer --by init\n\n"
-    "  dws evaluate fmnist-accuracy zoos/fmnist-clf --split test_heldout_recipe --json"
+    "  dws evaluate fmnist-accuracy zoos/fmnist-clf --split test_heldout_recipe --json\n\n"
+    "  dws evaluate mnist-inr-classify zoos/mnist-inr-diverse --split all --where psnr=25.."
 )
 
 
@@ -53,6 +54,8 @@ def render(result: Evaluation) -> object:
     for label, group in (result.outcome or {}).items():
         rows.append([f"processor {label}", group["nets"], "", _percent(group["flagged_fraction"])])
     title = f"{result.processor} ({result.task}) on {result.zoo}"
+    if result.where:
+        title += f", nets with {result.where}"
     return make_table(["nets", "count", "metrics", "OOD flagged"], rows, title=title)
 
 
@@ -75,6 +78,16 @@ def evaluate_command(
             "--by",
             metavar="FIELD",
             help="Also break the metrics down by a recorded recipe field (optimizer, init, …).",
+        ),
+    ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where",
+            metavar="KEY=A|B,KEY=LOW..HIGH",
+            help="Score only the nets whose recorded recipe, fit metric or label meets every "
+            "condition, e.g. 'psnr=25..' (nets that fit their image to 25 dB or better) or "
+            "'optimizer=adam,steps=..300' (LOW <= value < HIGH).",
         ),
     ] = None,
     batch_size: BatchOption = 128,
@@ -101,6 +114,7 @@ def evaluate_command(
         split=split,
         max_nets=max_nets,
         by=by,
+        where=where,
         batch_size=batch_size,
         device=device,
     )
