@@ -21,6 +21,7 @@ Example (every key but ``name``, ``task`` and ``zoo`` has a default)::
       patience: 10                 # early stopping, in epochs without a better val score
       permutation_augmentation: true
       augment: {noise: 0.02, dropout: 0.02}   # INRs also rotate/translate/scale (train.augment)
+      init_from: mnist-inr-classify  # start from a processor's weights (fine-tune it); optional
       seed: 0
 
 Every mistake is a one-line :class:`~dwscli.errors.DwsError` naming the file and the key.
@@ -81,6 +82,9 @@ class TrainSettings:
     # before every evaluation, recompute the batch norms' running statistics over the
     # normaliser's training sample with the current weights (dwscli.nn.heads)
     recalibrate_norms: bool = True
+    # a processor (shipped name or card path) whose weights the model starts from: fine-tuning
+    # it on this zoo (dwscli.train.start)
+    init_from: str | None = None
 
     def check(self, source: str | None) -> None:
         positive = ("epochs", "batch_size", "eval_every", "normalizer_nets")

@@ -37,6 +37,7 @@ from dwscli.train.evaluation import collect_values, training_sample
 from dwscli.train.netstore import ShardMaps, SplitNets
 from dwscli.train.probes import init_probes
 from dwscli.train.report import Reporter, TrainReporter, TrainResult
+from dwscli.train.start import start_from_processor
 from dwscli.train.state import capture_rng, load_state, restore_rng, save_state
 from dwscli.train.tasks import BaselineMetrics, Task, task_class
 
@@ -100,6 +101,10 @@ class Trainer:
         fit_batch = self.train_nets.batch(self.sample_positions)
         self.arch.fit_normalizer(self.model, fit_batch.space)
         init_probes(self.model, self.zoo, s.seed)
+        if s.init_from is not None:
+            start_from_processor(
+                self.model, s.init_from, config.model.arch, str(config.source or config.name)
+            )
         self.model.to(device)
         # Dropout draws from the global RNG: one stream per rank, the same for every run.
         torch.manual_seed(data.derived_seed(s.seed, "dropout", env.rank))
