@@ -67,6 +67,9 @@ class DWSNetConfig:
     # layers (inverting an INR's image is its output layer alone) is then learned without
     # disturbing the rest of the net.
     edit_layers: list[int] | None = None
+    # robust per-tensor input statistics and an asinh of the normalised weights (see
+    # WeightNormalizer): for zoos whose nets differ in scale by an order of magnitude or more
+    input_squash: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,18 +96,33 @@ class WeightNormalizer(nn.Module):
     """Per-tensor affine normalisation ``(x - mean) / std`` with statistics from a zoo.
 
     Means and scales are scalars per tensor W_i / b_i, so they commute with permutations.
+
+    ``squash`` (model option ``input_squash``) is for zoos whose nets differ in scale by an order
+    of magnitude or more, as when nets come from several initialisation schemes: the statistics
+    are then robust ones (median, and 1.4826 times the median absolute deviation, so that the
+    bulk of the nets sets the unit rather than the largest ones), and every normalised value
+    goes through asinh, linear near zero and logarithmic far out, so that a net ten times larger
+    than the bulk shifts the features by a few units instead of tenfold. Both are element-wise
+    or per tensor, so the model stays exactly equivariant.
     """
 
-    def __init__(self, depth: int) -> None:
+    def __init__(self, depth: int, squash: bool = False) -> None:
         super().__init__()
+        self.squash = squash
         self.register_buffer("mean", torch.zeros(2 * depth))
         self.register_buffer("std", torch.ones(2 * depth))
 
     @torch.no_grad()
     def fit(self, space: WeightSpace) -> None:
         for k, t in enumerate([*space.weights, *space.biases]):
-            self.mean[k] = t.float().mean()
-            self.std[k] = t.float().std().clamp_min(1e-8)
+            values = t.float().reshape(-1)
+            if self.squash:
+                centre = values.median()
+                self.mean[k] = centre
+                self.std[k] = (1.4826 * (values - centre).abs().median()).clamp_min(1e-8)
+            else:
+                self.mean[k] = values.mean()
+                self.std[k] = values.std().clamp_min(1e-8)
 
     def normalize(self, space: WeightSpace) -> WSFeatures:
         tensors = [*space.weights, *space.biases]
@@ -114,7 +132,8 @@ class WeightNormalizer(nn.Module):
 
     def normalize_tensor(self, k: int, t: Tensor) -> Tensor:
         """Tensor k (order W_1..W_L, b_1..b_L), or any slice of it, in normalised units."""
-        return (t - self.mean[k]) / self.std[k]
+        z = (t - self.mean[k]) / self.std[k]
+        return torch.asinh(z) if self.squash else z
 
     def denormalize_delta(self, delta: WSFeatures) -> list[Tensor]:
         """Scale a change expressed in normalised units back to weight units."""
@@ -174,7 +193,7 @@ class _DWSTrunk(nn.Module):
         self.spec = spec
         self.fixed = FixedShape.of(spec)
         self.config = config
-        self.normalizer = WeightNormalizer(spec.depth)
+        self.normalizer = WeightNormalizer(spec.depth, squash=config.input_squash)
         channels = [1] + [config.hidden_channels] * config.num_layers
         self.blocks = nn.Sequential(
             *(DWSBlock(self.fixed, a, b, config) for a, b in zip(channels[:-1], channels[1:]))

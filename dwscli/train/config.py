@@ -85,6 +85,9 @@ class TrainSettings:
     # a processor (shipped name or card path) whose weights the model starts from: fine-tuning
     # it on this zoo (dwscli.train.start)
     init_from: str | None = None
+    # train, select and test only on the nets whose recorded recipe, fit metric or label meets
+    # this (dws evaluate --where syntax), e.g. "psnr=25..": nets that draw their image
+    where: str | None = None
 
     def check(self, source: str | None) -> None:
         positive = ("epochs", "batch_size", "eval_every", "normalizer_nets")
@@ -102,6 +105,10 @@ class TrainSettings:
                 raise ConfigError(f"{source}: train.{key}: must be at least 0")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"{source}: train.grad_clip: must be positive (or null)")
+        if self.where is not None:
+            from dwscli.data.zoo_splits import parse_hold_out
+
+            parse_hold_out(self.where, f"{source}: train.where")
 
 
 @dataclass(frozen=True)

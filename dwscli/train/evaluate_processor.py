@@ -269,7 +269,13 @@ def evaluate(
         if not zoo.ids("train"):
             raise DwsError(f"{zoo.path}: task {task.name} fits its probe on a train split")
         train_nets = SplitNets.of(
-            zoo, "train", keys, maps, subset=train.get("max_train_nets"), seed=seed
+            zoo,
+            "train",
+            keys,
+            maps,
+            subset=train.get("max_train_nets"),
+            seed=seed,
+            where=train.get("where"),
         )
         sample = training_sample(len(train_nets), int(train.get("normalizer_nets", 1000)), seed)
         task.fit_eval(

@@ -34,7 +34,7 @@ from dwscli.train import data, distributed
 from dwscli.train.augment import augment_batch, check_zoo, input_range
 from dwscli.train.config import TrainConfig, load_config
 from dwscli.train.evaluation import collect_values, training_sample
-from dwscli.train.netstore import ShardMaps, SplitNets
+from dwscli.train.netstore import ShardMaps, SplitNets, split_records
 from dwscli.train.probes import init_probes
 from dwscli.train.report import Reporter, TrainReporter, TrainResult
 from dwscli.train.start import start_from_processor
@@ -78,15 +78,15 @@ class Trainer:
         maps = ShardMaps(self.zoo)
         keys = self.task.target_keys()
         self.train_nets = SplitNets.of(
-            self.zoo, "train", keys, maps, subset=s.max_train_nets, seed=s.seed
+            self.zoo, "train", keys, maps, subset=s.max_train_nets, seed=s.seed, where=s.where
         )
-        self.val_nets = SplitNets.of(self.zoo, "val", keys, maps)
-        self.test_nets = SplitNets.of(self.zoo, "test", keys, maps)
+        self.val_nets = SplitNets.of(self.zoo, "val", keys, maps, where=s.where)
+        self.test_nets = SplitNets.of(self.zoo, "test", keys, maps, where=s.where)
         # nets of a held-out recipe region (recipe-diverse zoos): scored beside test, never
         # trained or selected on
         self.heldout_nets: SplitNets | None = None
-        if self.zoo.splits.get(HELDOUT_SPLIT):
-            self.heldout_nets = SplitNets.of(self.zoo, HELDOUT_SPLIT, keys, maps)
+        if split_records(self.zoo, HELDOUT_SPLIT, s.where):
+            self.heldout_nets = SplitNets.of(self.zoo, HELDOUT_SPLIT, keys, maps, where=s.where)
         for nets in (self.train_nets, self.val_nets, self.test_nets, self.heldout_nets):
             if nets is not None:
                 self.task.check_targets(nets.name, nets.targets, nets.ids)

@@ -111,8 +111,13 @@ class SplitNets:
         *,
         subset: int | None = None,
         seed: int = 0,
+        where: str | None = None,
     ) -> SplitNets:
-        records = zoo.records(split)
+        """The nets of ``split``; ``where`` (``train.where``) keeps those whose recorded recipe,
+        fit metrics or labels meet it, before ``subset`` draws from them."""
+        records = split_records(zoo, split, where)
+        if where is not None and not records:
+            raise DwsError(f"{zoo.path}: no net of the {split} split meets train.where {where!r}")
         if not records:
             raise DwsError(f"{zoo.path}: the {split} split is empty; training needs train/val/test")
         if subset is not None and subset < len(records):
@@ -141,4 +146,15 @@ class SplitNets:
         return ZooBatch(space, targets, [str(r["id"]) for r in chosen])
 
 
-__all__ = ["ShardMaps", "SplitNets"]
+def split_records(zoo: Zoo, split: str, where: str | None = None) -> list[dict[str, Any]]:
+    """The manifest records of ``split``, only those meeting ``where`` when it is given."""
+    records = zoo.records(split)
+    if where is None:
+        return records
+    from dwscli.data.zoo_splits import parse_hold_out, record_matcher
+
+    matches = record_matcher(parse_hold_out(where, "train.where"))
+    return [r for r in records if matches(r)]
+
+
+__all__ = ["ShardMaps", "SplitNets", "split_records"]
