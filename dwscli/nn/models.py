@@ -52,6 +52,10 @@ class DWSNetConfig:
     probe_features: int = 64
     # probes carry their labels (see FunctionalProbes); None: when the nets are classifiers
     probe_labels: bool | None = False
+    # INR zoos: read each net only at pixel centres of the zoo's grid (probe coordinates snapped
+    # to the nearest one). SIRENs can fit their pixels with a function that is noise between
+    # them, and such a net is read correctly only on the grid.
+    probe_grid: bool = False
     # equivariant models
     residual: bool = True
     output_init_scale: float = 1e-2
@@ -247,6 +251,12 @@ class FunctionalProbes(nn.Module):
         self.softmax = outputs > 1  # class logits: compare them as probabilities (bounded)
         if self.labelled and not self.softmax:
             raise DwsError("labelled probes need classifier nets (more than one output)")
+        self.grid = config.probe_grid
+        if self.grid:
+            # per input coordinate: the grid's first and last pixel centre and their number,
+            # set from the zoo by set_grid (kept in the processor's weights)
+            for name in ("grid_low", "grid_high", "grid_points"):
+                self.register_buffer(name, torch.zeros(spec.input_dim))
         encoded = count * outputs + (2 * count if self.labelled else 0)
         self.encode = nn.Sequential(
             nn.Linear(encoded, config.probe_features), activation_module(config.activation)
@@ -268,10 +278,30 @@ class FunctionalProbes(nn.Module):
         if labels is not None:
             self.labels.copy_(labels[:count].to(self.labels))
 
+    @torch.no_grad()
+    def set_grid(self, low: Tensor, high: Tensor, points: Tensor) -> None:
+        """The pixel grid ``probe_grid`` snaps to: per input coordinate, the first and last
+        pixel centre and the number of pixels."""
+        self.grid_low.copy_(low)
+        self.grid_high.copy_(high)
+        self.grid_points.copy_(points)
+
+    def coordinates(self) -> Tensor:
+        """Where the nets are read: the learned inputs, snapped to the nearest pixel centre
+        with ``probe_grid`` (a straight-through gradient keeps them learning)."""
+        if not self.grid or bool((self.grid_points < 2).any()):
+            return self.inputs
+        span = self.grid_high - self.grid_low
+        steps = self.grid_points - 1
+        index = ((self.inputs - self.grid_low) / span * steps).round()
+        index = torch.minimum(index.clamp_min(0), steps)
+        snapped = self.grid_low + index / steps * span
+        return self.inputs + (snapped - self.inputs).detach()
+
     def forward(self, space: WeightSpace) -> Tensor:
         from dwscli.weights.functional import mlp_forward
 
-        outputs = mlp_forward(space, self.inputs.to(space.dtype))  # [B, probes, out]
+        outputs = mlp_forward(space, self.coordinates().to(space.dtype))  # [B, probes, out]
         if self.softmax:
             outputs = outputs.softmax(dim=-1)
         features = [outputs.flatten(1)]

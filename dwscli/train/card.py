@@ -73,15 +73,29 @@ def input_section(zoo: Zoo) -> dict[str, Any]:
     return section
 
 
-def normalization_section(model: nn.Module, depth: int, fitted_on: int) -> dict[str, Any]:
+def normalization_section(
+    model: nn.Module, depth: int, fitted_on: int, started_from: str | None = None
+) -> dict[str, Any]:
+    """The input normalisation's statistics and where they come from: ``fitted_on`` training
+    nets, or the processor the model started from (``train.init_from``), whose they are."""
     state = model.state_dict()
     if "normalizer.mean" not in state:
         return {"method": "none"}
     names = [f"W{i + 1}" for i in range(depth)] + [f"b{i + 1}" for i in range(depth)]
     mean, std = state["normalizer.mean"].tolist(), state["normalizer.std"].tolist()
+    normalizer = getattr(model, "normalizer", None)
+    method = "per-tensor (x - mean) / std, scalars per W_i and b_i (permutation-invariant)"
+    if getattr(normalizer, "squash", False):
+        method = (
+            "per-tensor asinh((x - median) / (1.4826 MAD)), scalars per W_i and b_i "
+            "(permutation-invariant)"
+        )
+    source: dict[str, Any] = {"split": "train", "nets": fitted_on}
+    if started_from is not None:
+        source = {"processor": started_from}
     return {
-        "method": "per-tensor (x - mean) / std, scalars per W_i and b_i (permutation-invariant)",
-        "fitted_on": {"split": "train", "nets": fitted_on},
+        "method": method,
+        "fitted_on": source,
         "mean": dict(zip(names, mean)),
         "std": dict(zip(names, std)),
     }

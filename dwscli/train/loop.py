@@ -85,7 +85,7 @@ class Trainer:
         # nets of a held-out recipe region (recipe-diverse zoos): scored beside test, never
         # trained or selected on
         self.heldout_nets: SplitNets | None = None
-        if split_records(self.zoo, HELDOUT_SPLIT, s.where):
+        if self.zoo.splits.get(HELDOUT_SPLIT) and split_records(self.zoo, HELDOUT_SPLIT, s.where):
             self.heldout_nets = SplitNets.of(self.zoo, HELDOUT_SPLIT, keys, maps, where=s.where)
         for nets in (self.train_nets, self.val_nets, self.test_nets, self.heldout_nets):
             if nets is not None:
@@ -477,7 +477,7 @@ class Trainer:
             "output": self.task.describe_output(),
             "input": cards.input_section(zoo),
             "normalization": cards.normalization_section(
-                self.model, zoo.spec.depth, len(self.sample_positions)
+                self.model, zoo.spec.depth, len(self.sample_positions), config.train.init_from
             ),
             "ood": cards.ood_section(zoo),
             "training": {

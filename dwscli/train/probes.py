@@ -62,7 +62,25 @@ def init_probes(model: nn.Module, zoo: Zoo, seed: int) -> bool:
             )
         return False
     probes.init_from(*found)
+    if getattr(probes, "grid", False):
+        set_probe_grid(probes, zoo)
     return True
 
 
-__all__ = ["init_probes", "probe_inputs"]
+def set_probe_grid(probes: nn.Module, zoo: Zoo) -> None:
+    """Give grid-snapped probes (``model.probe_grid``) the zoo's pixel grid."""
+    conventions = zoo.conventions
+    grid = conventions.get("grid")
+    if zoo.kind != "inr" or not grid or zoo.spec.input_dim != 2:
+        raise DwsError(
+            f"{zoo.path}: model.probe_grid needs an INR zoo of 2-D coordinates on a pixel grid "
+            f"(this is a {zoo.kind} zoo)"
+        )
+    low, high = _input_range(conventions)
+    height, width = (int(n) for n in grid)
+    # the nets read (x, y): x runs over the grid's width, y over its height
+    points = torch.tensor([width, height], dtype=torch.float32)
+    probes.set_grid(torch.full((2,), low), torch.full((2,), high), points)
+
+
+__all__ = ["init_probes", "probe_inputs", "set_probe_grid"]

@@ -4,7 +4,8 @@ The processor must have been built from the same architecture and options, so th
 tensor of the new model has a counterpart of the same shape. Its input normalisation comes with
 it: the weights were trained on inputs normalised that way, and refitting the statistics on
 another zoo would change what the first layer sees. Anything else is a one-line error naming
-the config and the first tensor that does not fit.
+the config and the first tensor that does not fit. A buffer the new model has and the processor
+lacks (the pixel grid of ``probe_grid``) keeps the value it was given from the zoo.
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ def start_from_processor(model: nn.Module, name_or_path: str, arch: str, source:
             f"this config builds {arch}"
         )
     ours = model.state_dict()
-    theirs = processor.model.state_dict()
+    theirs = dict(processor.model.state_dict())
+    learned = {name for name, _ in model.named_parameters()}
     for key, tensor in ours.items():
         if key not in theirs:
-            raise DwsError(f"{where}: processor {processor.name} has no tensor {key}")
+            if key in learned:
+                raise DwsError(f"{where}: processor {processor.name} has no tensor {key}")
+            # a buffer this model adds (probe_grid's pixel grid) keeps its value from the zoo
+            theirs[key] = tensor
         if theirs[key].shape != tensor.shape:
             raise DwsError(
                 f"{where}: {key} is {tuple(theirs[key].shape)} in processor {processor.name} "

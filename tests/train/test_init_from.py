@@ -65,6 +65,10 @@ def test_the_model_starts_as_the_processor_normalisation_included(
     # it then trains from there and writes a processor of its own
     result = started.run(resume=False)
     assert Path(result.processor).is_file() and result.processor != trained
+    # its card says whose normalisation it carries
+    card = yaml.safe_load(Path(result.processor).read_text())
+    assert card["normalization"]["fitted_on"] == {"processor": str(trained)}
+    assert card["training"]["config"]["train"]["init_from"] == str(trained)
 
 
 def test_a_processor_of_another_shape_is_a_one_line_error(
@@ -84,3 +88,17 @@ def test_a_processor_of_another_shape_is_a_one_line_error(
     assert done.exit_code != 0 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[0].startswith("error: "), done.stderr
     assert "nope" in done.stderr
+
+
+def test_buffers_the_processor_lacks_keep_the_zoos_values(
+    trained: Path, small_inr_zoo: Path, tmp_path: Path
+) -> None:
+    """A model with grid-snapped probes starts from a processor without them: the learned
+    tensors come from the processor, the pixel grid from the zoo."""
+    data = _config(small_inr_zoo, tmp_path, "fine", init_from=str(trained))
+    data["model"] = {**data["model"], "probe_grid": True}
+    model = _trainer(data).model
+    processor = load_processor(str(trained))
+    assert torch.equal(model.probes.inputs, processor.model.probes.inputs)
+    assert model.probes.grid_points.tolist() == [28.0, 28.0]
+    assert model.probes.grid_low.tolist() == [-1.0, -1.0]

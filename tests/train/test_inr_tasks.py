@@ -447,12 +447,20 @@ def test_embed_refuses_what_it_cannot_do(inr_zoo: Path, sine_zoo: Path) -> None:
 @pytest.mark.parametrize(
     "path", sorted((CONFIGS / "experiments").glob("*.yaml")), ids=lambda p: p.stem
 )
-def test_experiment_configs_validate(path: Path, inr_zoo: Path, da_zoo: Path) -> None:
+def test_experiment_configs_validate(
+    path: Path, inr_zoo: Path, da_zoo: Path, sine_zoo: Path
+) -> None:
     """The configs behind docs/results/mnist-inr-classify-long, mlp-aug-dying-units.md,
-    dilate-editor-limits.md, fmnist-accuracy-dws.md and nfn-np-eval-mode.md, pointed at a tiny zoo
-    of their kind."""
+    dilate-editor-limits.md, fmnist-accuracy-dws.md, nfn-np-eval-mode.md,
+    inr-classify-diverse.md and sine-embed-diverse.md, pointed at a tiny zoo of their kind."""
     data = yaml.safe_load(path.read_text())
     assert data["name"] == path.stem
+    if path.stem.startswith("sine-embed"):
+        assert data["zoo"] == "zoos/sines-diverse"
+        config = TrainConfig.from_dict({**data, "zoo": str(sine_zoo)}, source=str(path))
+        assert config.task.name == "embed"
+        get_arch(config.model.arch)
+        return
     if path.stem.startswith("fmnist-accuracy"):
         assert data["zoo"] == "zoos/fmnist-clf"
         config = TrainConfig.from_dict({**data, "zoo": str(da_zoo)}, source=str(path))
@@ -465,11 +473,12 @@ def test_experiment_configs_validate(path: Path, inr_zoo: Path, da_zoo: Path) ->
         "zoos/mnist-inr-dwsnets-6k",
         "zoos/mnist-inr-8k",
         "zoos/mnist-inr-shared6k",
+        "zoos/mnist-inr-diverse",
     )
     config = TrainConfig.from_dict({**data, "zoo": str(inr_zoo)}, source=str(path))
     edit = "dilate" in path.stem or "invert" in path.stem
     assert config.task.name == ("inr-edit" if edit else "inr-classify")
-    if data["zoo"] == "zoos/mnist-inr":  # the long runs: every training INR of the full zoo
+    if path.stem.startswith("mnist-inr-long"):  # every training INR of the full zoo
         assert config.train.max_train_nets == 48000
     get_arch(config.model.arch)
 
@@ -481,7 +490,7 @@ def test_experiment_configs_validate(path: Path, inr_zoo: Path, da_zoo: Path) ->
         ("mnist-inr-erode", "inr-edit", "zoos/mnist-inr", "inr_zoo"),
         ("mnist-inr-invert", "inr-edit", "zoos/mnist-inr-8k", "inr_zoo"),
         ("sine-embed", "embed", "zoos/sines", "sine_zoo"),
-        ("mnist-inr-classify", "inr-classify", "zoos/mnist-inr", "inr_zoo"),
+        ("mnist-inr-classify", "inr-classify", "zoos/mnist-inr-diverse", "inr_zoo"),
         ("fmnist-inr-classify", "inr-classify", "zoos/fmnist-inr", "inr_zoo"),
     ],
 )
@@ -503,9 +512,16 @@ def test_committed_configs_validate(
     task_class(task)(config.task.options, opened)
     if config.train.augment is not None:
         check_zoo(config.train.augment, opened.kind, opened.spec.input_dim, str(path))
-    if task == "inr-classify":
+    if task == "inr-classify" and not config.model.options.probe_grid:
         augment = config.train.augment
         assert augment is not None and augment.rotate > 0 and augment.translate > 0
+    if config.model.options.probe_grid:
+        # reading at pixel centres only: no augmentation moves the grid, and it starts from
+        # version 1 as that config writes it
+        assert config.train.augment is None and config.train.where == "psnr=25.."
+        assert config.train.init_from == "runs/experiments/mnist-inr-classify-v1.yaml"
+        v1 = yaml.safe_load((CONFIGS / "experiments" / "mnist-inr-classify-v1.yaml").read_text())
+        assert v1["output"] == "runs/experiments" and v1["name"] == "mnist-inr-classify-v1"
     if task == "inr-edit":
         assert name == f"mnist-inr-{config.task.options.op}" and config.model.options.residual
     if task == "embed":
