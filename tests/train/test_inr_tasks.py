@@ -474,6 +474,7 @@ def test_experiment_configs_validate(
         "zoos/mnist-inr-8k",
         "zoos/mnist-inr-shared6k",
         "zoos/mnist-inr-diverse",
+        "zoos/fmnist-inr",
     )
     config = TrainConfig.from_dict({**data, "zoo": str(inr_zoo)}, source=str(path))
     edit = "dilate" in path.stem or "invert" in path.stem
@@ -491,7 +492,7 @@ def test_experiment_configs_validate(
         ("mnist-inr-invert", "inr-edit", "zoos/mnist-inr-8k", "inr_zoo"),
         ("sine-embed", "embed", "zoos/sines", "sine_zoo"),
         ("mnist-inr-classify", "inr-classify", "zoos/mnist-inr-diverse", "inr_zoo"),
-        ("fmnist-inr-classify", "inr-classify", "zoos/fmnist-inr", "inr_zoo"),
+        ("fmnist-inr-classify", "inr-classify", "zoos/fmnist-inr-diverse", "inr_zoo"),
     ],
 )
 def test_committed_configs_validate(
@@ -519,9 +520,9 @@ def test_committed_configs_validate(
         # reading at pixel centres only: no augmentation moves the grid, and it starts from
         # version 1 as that config writes it
         assert config.train.augment is None and config.train.where == "psnr=25.."
-        assert config.train.init_from == "runs/experiments/mnist-inr-classify-v1.yaml"
-        v1 = yaml.safe_load((CONFIGS / "experiments" / "mnist-inr-classify-v1.yaml").read_text())
-        assert v1["output"] == "runs/experiments" and v1["name"] == "mnist-inr-classify-v1"
+        assert config.train.init_from == f"runs/experiments/{name}-v1.yaml"
+        v1 = yaml.safe_load((CONFIGS / "experiments" / f"{name}-v1.yaml").read_text())
+        assert v1["output"] == "runs/experiments" and v1["name"] == f"{name}-v1"
     if task == "inr-edit":
         assert name == f"mnist-inr-{config.task.options.op}" and config.model.options.residual
     if task == "embed":
