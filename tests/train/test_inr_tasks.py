@@ -474,6 +474,7 @@ def test_experiment_configs_validate(
         "zoos/mnist-inr-8k",
         "zoos/mnist-inr-shared6k",
         "zoos/mnist-inr-diverse",
+        "zoos/mnist-inr-diverse-12k",
         "zoos/fmnist-inr",
     )
     config = TrainConfig.from_dict({**data, "zoo": str(inr_zoo)}, source=str(path))
@@ -491,7 +492,7 @@ def test_experiment_configs_validate(
         ("mnist-inr-erode", "inr-edit", "zoos/mnist-inr", "inr_zoo"),
         ("mnist-inr-invert", "inr-edit", "zoos/mnist-inr-8k", "inr_zoo"),
         ("sine-embed", "embed", "zoos/sines", "sine_zoo"),
-        ("mnist-inr-classify", "inr-classify", "zoos/mnist-inr-diverse", "inr_zoo"),
+        ("mnist-inr-classify", "inr-classify", "zoos/mnist-inr-diverse-12k", "inr_zoo"),
         ("fmnist-inr-classify", "inr-classify", "zoos/fmnist-inr-diverse", "inr_zoo"),
     ],
 )
