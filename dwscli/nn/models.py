@@ -122,8 +122,11 @@ class WeightNormalizer(nn.Module):
             values = t.float().reshape(-1)
             if self.squash:
                 centre = values.median()
+                spread = 1.4826 * (values - centre).abs().median()
+                if spread <= 1e-12:  # over half the values equal (zero biases): use the std
+                    spread = values.std()
                 self.mean[k] = centre
-                self.std[k] = (1.4826 * (values - centre).abs().median()).clamp_min(1e-8)
+                self.std[k] = spread.clamp_min(1e-8)
             else:
                 self.mean[k] = values.mean()
                 self.std[k] = values.std().clamp_min(1e-8)

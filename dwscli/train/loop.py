@@ -103,7 +103,11 @@ class Trainer:
         init_probes(self.model, self.zoo, s.seed)
         if s.init_from is not None:
             start_from_processor(
-                self.model, s.init_from, config.model.arch, str(config.source or config.name)
+                self.model,
+                s.init_from,
+                config.model.arch,
+                str(config.source or config.name),
+                config.model.to_dict(),
             )
         self.model.to(device)
         # Dropout draws from the global RNG: one stream per rank, the same for every run.

@@ -40,6 +40,8 @@ ABSENT_MEANS: dict[str, Any] = {
     "model.head_norm": "none",
     "model.input_mixing": 0,
     "model.input_templates": 0,
+    "model.input_squash": False,
+    "model.probe_grid": False,
     "model.output_init_scale": 0.01,
     "task.clean_weight": 0.0,
     "train.recalibrate_norms": False,

@@ -401,3 +401,17 @@ def test_squashed_inputs_take_their_unit_from_the_bulk_and_grow_slowly() -> None
     z = squashed.normalize_tensor(0, x)
     assert torch.allclose(z, torch.asinh((x - squashed.mean[0]) / squashed.std[0]))
     assert z.abs().max() < 10 and torch.all(z[1:] > z[:-1])
+
+
+def test_squashed_statistics_fall_back_to_the_std_when_most_values_are_equal() -> None:
+    """Zero-initialised biases that barely moved: the median absolute deviation is 0, so the
+    scale falls back to the standard deviation instead of blowing small values up."""
+    spec = MLPSpec.parse("3-6-2")
+    space = WeightSpace.random(spec, 50).to(torch.float64)
+    biases = [torch.where(torch.rand_like(b) < 0.7, torch.zeros_like(b), b) for b in space.biases]
+    normalizer = InvariantDWSNet(spec, DWSNetConfig(input_squash=True)).normalizer
+    normalizer.fit(WeightSpace(space.weights, biases, spec))
+    depth = spec.depth
+    for k, b in enumerate(biases):
+        assert normalizer.mean[depth + k] == 0
+        assert torch.isclose(normalizer.std[depth + k], b.float().std(), rtol=1e-5)

@@ -87,7 +87,11 @@ def test_a_processor_of_another_shape_is_a_one_line_error(
     done = CliRunner().invoke(app, ["train", str(config)])
     assert done.exit_code != 0 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[0].startswith("error: "), done.stderr
-    assert "nope" in done.stderr
+    assert f"{config}: train.init_from: no processor named 'nope'" in done.stderr
+    # an option that changes no tensor's shape but what the weights mean
+    gelu = {**data, "model": {**data["model"], "activation": "gelu"}}
+    with pytest.raises(DwsError, match=r"model\.activation is 'relu' in processor first"):
+        _trainer(gelu)
 
 
 def test_buffers_the_processor_lacks_keep_the_zoos_values(

@@ -327,6 +327,13 @@ def test_a_state_saved_before_an_option_existed_resumes_only_at_the_value_its_ab
     assert config_differences(saved, current) == []  # more epochs is a resumable change
     current["train"]["recalibrate_norms"] = True
     assert config_differences(saved, current) == ["train.recalibrate_norms"]
+    # model options added later: absent meant off, and init_from / where absent meant none
+    current["train"] = {"lr": 1e-3, "epochs": 8, "recalibrate_norms": False, "init_from": None}
+    current["train"]["where"] = None
+    current["model"] = {"arch": "dws", "probe_grid": False, "input_squash": False}
+    assert config_differences(saved, current) == []
+    current["model"]["probe_grid"] = True
+    assert config_differences(saved, current) == ["model.probe_grid"]
 
 
 # ------------------------------------------------------------------------------------------------
