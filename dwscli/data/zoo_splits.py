@@ -34,6 +34,7 @@ from dwscli.errors import DwsError
 
 __all__ = [
     "DEFAULT_FRACTIONS",
+    "RECORD_GROUPS",
     "HoldOut",
     "SplitFn",
     "check_splits",
@@ -168,8 +169,12 @@ def hold_out_matcher(region: HoldOut) -> Callable[[Mapping[str, Any]], bool]:
     return record_matcher(region, groups=("hparams",))
 
 
+#: Where a condition's key is looked up in a manifest record, in order: recipe, fit, labels.
+RECORD_GROUPS = ("hparams", "metrics", "labels")
+
+
 def record_matcher(
-    region: HoldOut, groups: Sequence[str] = ("hparams", "metrics", "labels")
+    region: HoldOut, groups: Sequence[str] = RECORD_GROUPS
 ) -> Callable[[Mapping[str, Any]], bool]:
     """Whether a manifest record meets every condition of ``region``; a condition's key is
     looked up in the record's ``groups`` in order (the first group that has it)."""

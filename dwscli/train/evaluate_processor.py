@@ -145,18 +145,17 @@ def chosen_splits(zoo: Zoo, split: str) -> list[str]:
 def nets_meeting(zoo: Zoo, ids: list[str], where: str) -> set[str]:
     """The nets of ``ids`` whose record meets ``where`` (see the module docstring); a key no net
     records and a condition no net meets are one-line errors."""
-    from dwscli.data.zoo_splits import parse_hold_out, record_matcher
+    from dwscli.data.zoo_splits import RECORD_GROUPS, parse_hold_out, record_matcher
 
     region = parse_hold_out(where, "--where")
     records = [zoo.record(net) for net in ids]
-    groups = ("hparams", "metrics", "labels")
     for key in region:
-        if not any(key in (record.get(group) or {}) for record in records for group in groups):
+        if not any(key in (r.get(group) or {}) for r in records for group in RECORD_GROUPS):
             raise DwsError(
                 f"{zoo.path}: --where: no net records {key!r} (in its recipe, fit metrics or "
                 "labels)"
             )
-    matches = record_matcher(region, groups)
+    matches = record_matcher(region)
     chosen = {record["id"] for record in records if matches(record)}
     if not chosen:
         raise DwsError(f"{zoo.path}: --where {where!r}: no net of the split meets it")
