@@ -173,7 +173,7 @@ def permute_checkpoint(
     import torch
 
     from dwscli.weights.checkpoint import save_checkpoint
-    from dwscli.weights.fileformat import output_path
+    from dwscli.weights.filewrite import output_path
     from dwscli.weights.symmetry import apply_permutation, random_permutation
 
     source = expand_single(path)

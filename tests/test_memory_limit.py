@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from dwscli.cli.app import main
+from dwscli.errors import DwsError
+from dwscli.nn import streaming
 from dwscli.nn.models import DWSNetConfig, EquivariantDWSNet
-from dwscli.nn.streaming import available_memory_bytes, memory_needed_bytes
+from dwscli.nn.streaming import MemoryGuard, available_memory_bytes, memory_needed_bytes
 from dwscli.weights.checkpoint import save_space
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
@@ -70,3 +72,39 @@ def test_needed_memory_grows_with_the_net() -> None:
     params = MLPSpec.parse("196-4096-4096-10:relu").num_parameters
     assert narrow < wide
     assert wide <= 8 * 4 * params + 256 * 1024**2  # bounded, not features × channels
+
+
+def test_memory_guard_refuses_what_check_memory_refuses_reading_memory_less_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    small, wide = MLPSpec.parse("196-8-8-10:relu"), MLPSpec.parse("196-256-256-10:relu")
+    model = EquivariantDWSNet(wide, DWSNetConfig(hidden_channels=16, num_layers=3))
+    limit = (memory_needed_bytes(model, small) + memory_needed_bytes(model, wide)) // 2
+    monkeypatch.setenv("DWS_MEMORY_LIMIT", str(limit))
+    reads = []
+    real = streaming.available_memory_bytes
+    monkeypatch.setattr(streaming, "available_memory_bytes", lambda: reads.append(1) or real())
+    guard = MemoryGuard(refresh=16)
+    for k in range(40):
+        guard.check(Path(f"small{k}.safetensors"), model, small)
+    assert len(reads) == 3  # checks 0, 16 and 32
+    with pytest.raises(DwsError, match=r"wide\.safetensors: a 196-256-256-10"):
+        guard.check(Path("wide.safetensors"), model, wide)
+
+
+def test_memory_guard_notices_memory_running_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    wide = MLPSpec.parse("196-256-256-10:relu")
+    model = EquivariantDWSNet(wide, DWSNetConfig(hidden_channels=16, num_layers=3))
+    needed = memory_needed_bytes(model, wide)
+    monkeypatch.setenv("DWS_MEMORY_LIMIT", str(100 * needed))
+    guard = MemoryGuard(refresh=8)
+    for k in range(3):
+        guard.check(Path(f"wide{k}.safetensors"), model, wide)  # plenty left
+    monkeypatch.setenv("DWS_MEMORY_LIMIT", str(needed // 2))
+    refused = []
+    for k in range(3, 3 + 8):
+        try:
+            guard.check(Path(f"wide{k}.safetensors"), model, wide)
+        except DwsError:
+            refused.append(k)
+    assert refused and refused[0] <= 8  # noticed at the next refresh, at the latest

@@ -49,7 +49,7 @@ from dwscli.data.zoo_splits import (
 )
 from dwscli.errors import DwsError
 from dwscli.weights.atomic import atomic_write_bytes
-from dwscli.weights.fileformat import canonical_safetensors as _canonical_safetensors
+from dwscli.weights.filewrite import canonical_safetensors as _canonical_safetensors
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
 

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from dwscli.errors import DwsError
-from dwscli.nn.streaming import check_memory, forward_within_memory
+from dwscli.nn.streaming import MemoryGuard, forward_within_memory
 from dwscli.processors.loading import Processor, load_processor
 from dwscli.processors.ood import UNCHECKED_FIELDS, OodResult, warning_text
 from dwscli.weights.checkpoint import Checkpoint, load_checkpoint
@@ -239,12 +239,13 @@ def load_items(
     :class:`ProcessorUnavailable` is not a problem of the file and stops the run.
     """
     items = []
+    memory = MemoryGuard()
     for index, path in enumerate(paths):
         try:
             checkpoint = load_checkpoint(path)
             processor = choose(checkpoint)
             check_fits(checkpoint, processor)
-            check_memory(checkpoint.path, processor.model, checkpoint.spec)
+            memory.check(checkpoint.path, processor.model, checkpoint.spec)
             check_inr_metadata(checkpoint)
             if not force:
                 check_conventions(checkpoint, processor)

@@ -1,19 +1,17 @@
-"""The file level of checkpoints: reading safetensors and ``.pt`` files without trusting them,
-and writing safetensors bytes.
+"""The file level of checkpoints: reading safetensors and ``.pt`` files without trusting them
+(writing is :mod:`~dwscli.weights.filewrite`).
 
 safetensors files are validated by hand first (the 8-byte header length, the header's size, the
 tensor count, and every tensor's byte range against its shape and the file size, all before any
 data is read) so that a truncated, padded or foreign file gets a precise message and costs no
 memory. ``.pt``/``.pth`` files are only ever read with ``torch.load(weights_only=True)``: dws never
-unpickles anything else. Written files have their JSON header in sorted order, so the same
-tensors and metadata always give the same bytes.
+unpickles anything else.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import stat
 import sys
@@ -40,6 +38,8 @@ _SAFETENSORS_FLOAT_DTYPES: dict[str, torch.dtype] = {
     "F8_E4M3": torch.float8_e4m3fn,
     "F8_E5M2": torch.float8_e5m2,
 }
+#: torch dtype -> its safetensors name, for the floating dtypes dws writes.
+SAFETENSORS_DTYPE_NAMES = {dtype: name for name, dtype in _SAFETENSORS_FLOAT_DTYPES.items()}
 # Names of the other safetensors dtypes, for messages.
 _SAFETENSORS_OTHER_DTYPES = {
     "I64": "int64",
@@ -137,9 +137,16 @@ def sniff_format(path: Path, head: bytes, size: int) -> str:
     return "safetensors"  # its checks give the most precise message for everything else
 
 
-def read_safetensors_header(path: Path, size: int) -> tuple[dict[str, TensorInfo], dict[str, str]]:
-    """Parse and check the header without trusting it: lengths and offsets vs the file size."""
-    head = read_head(path, 8)
+def read_safetensors_header(
+    path: Path, size: int, head: bytes = b""
+) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+    """Parse and check the header without trusting it: lengths and offsets vs the file size.
+
+    ``head``: the file's first bytes when the caller has read them already; the header is taken
+    from them when they hold it all (one read of a small file instead of three).
+    """
+    if len(head) < 8:
+        head = read_head(path, 8)
     if size < 8:
         raise DwsError(f"{path}: only {size} bytes, too short to be a safetensors file")
     if head[:4] == b"PK\x03\x04":
@@ -154,7 +161,9 @@ def read_safetensors_header(path: Path, size: int) -> tuple[dict[str, TensorInfo
             "after the 8-byte length (truncated, or not a safetensors file)"
         )
     limits.HEADER_BYTES.check(header_len, f"{path}: safetensors")
-    raw = read_head(path, 8 + header_len)[8:]
+    raw = (head if len(head) >= 8 + header_len else read_head(path, 8 + header_len))[
+        8 : 8 + header_len
+    ]
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -223,7 +232,7 @@ def read_safetensors_header(path: Path, size: int) -> tuple[dict[str, TensorInfo
 
 
 def element_size(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
+    return dtype.itemsize
 
 
 def check_coverage(path: Path, spans: list[tuple[int, int, str]], data_len: int) -> None:
@@ -249,13 +258,18 @@ def check_coverage(path: Path, spans: list[tuple[int, int, str]], data_len: int)
 
 
 def load_safetensors_tensors(
-    path: Path, infos: Mapping[str, TensorInfo], keys: list[str]
+    path: Path, infos: Mapping[str, TensorInfo], keys: list[str], whole: bytes | None = None
 ) -> dict[str, Tensor]:
     """Read only the tensors ``keys``, at the byte ranges of the checked header ``infos``.
 
     Each tensor gets memory of its own (nothing stays mapped to the file). Read by hand rather
-    than with ``safe_open``, which needs the path to be valid UTF-8.
+    than with ``safe_open``, which needs the path to be valid UTF-8. ``whole``: the entire file,
+    when the caller has read it already (a small file), to take the tensors from.
     """
+    if whole is not None:
+        return {
+            key: _tensor_from(bytearray(whole[slice(*infos[key].span)]), infos[key]) for key in keys
+        }
     tensors: dict[str, Tensor] = {}
     try:
         with open(path, "rb") as handle:
@@ -266,18 +280,22 @@ def load_safetensors_tensors(
                 raw = bytearray(end - begin)  # read into it: no second, transient copy
                 if handle.readinto(raw) != end - begin:
                     raise DwsError(f"{path}: file shrank while being read (tensor {key!r})")
-                assert info.dtype is not None  # the layout accepts floating tensors only
-                if not raw:
-                    tensors[key] = torch.empty(info.shape, dtype=info.dtype)
-                    continue
-                flat = torch.frombuffer(raw, dtype=info.dtype)
-                if sys.byteorder != "little":  # pragma: no cover - safetensors is little-endian
-                    flat = flat.view(torch.uint8).view(-1, flat.element_size()).flip(1)
-                    flat = flat.reshape(-1).view(info.dtype)
-                tensors[key] = flat.reshape(info.shape)
+                tensors[key] = _tensor_from(raw, info)
     except OSError as exc:
         raise DwsError(f"{path}: cannot read ({describe_os_error(exc)})") from exc
     return tensors
+
+
+def _tensor_from(raw: bytearray, info: TensorInfo) -> Tensor:
+    """The tensor stored little-endian in ``raw`` (which it keeps as its memory)."""
+    assert info.dtype is not None  # the layout accepts floating tensors only
+    if not raw:
+        return torch.empty(info.shape, dtype=info.dtype)
+    flat = torch.frombuffer(raw, dtype=info.dtype)
+    if sys.byteorder != "little":  # pragma: no cover - safetensors is little-endian
+        flat = flat.view(torch.uint8).view(-1, flat.element_size()).flip(1)
+        flat = flat.reshape(-1).view(info.dtype)
+    return flat.reshape(info.shape)
 
 
 def load_torch_state_dict(path: Path) -> dict[str, Tensor]:
@@ -332,116 +350,3 @@ def load_torch_state_dict(path: Path) -> dict[str, Tensor]:
         # Own, contiguous memory: tied or sliced storages cannot be written to safetensors.
         state[key] = value.detach().clone(memory_format=torch.contiguous_format)
     return state
-
-
-def output_path(path: str | os.PathLike[str]) -> Path:
-    """The file to write for ``path``: ``.safetensors`` added when there is no suffix; an
-    existing directory, a ``.pt`` name or an unknown suffix refused."""
-    target = Path(path)
-    try:
-        is_directory = target.is_dir()
-    except OSError:  # the checks before writing name the problem
-        is_directory = False
-    if is_directory:
-        raise DwsError(
-            f"{target}: is a directory; give an output file name",
-            hint=f"for example {target / ('out' + SAFETENSORS_SUFFIX)}",
-        )
-    suffix = target.suffix.lower()
-    if suffix == "":
-        return target.with_name(target.name + SAFETENSORS_SUFFIX)
-    if suffix in TORCH_SUFFIXES:
-        raise DwsError(
-            f"{target}: dws writes safetensors only, never torch pickles",
-            hint=f"name the output {target.stem}{SAFETENSORS_SUFFIX}",
-        )
-    if suffix != SAFETENSORS_SUFFIX:
-        raise DwsError(
-            f"{target}: unknown output format {suffix!r}",
-            hint=f"name the output {target.stem}{SAFETENSORS_SUFFIX}",
-        )
-    return target
-
-
-def same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def utf8_text(text: str) -> str:
-    """``text`` as valid UTF-8: bytes of a non-UTF-8 file name (kept by Python as surrogates)
-    become ``\\xNN`` escapes, so that they can be stored in metadata."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def canonical_safetensors(data: bytes) -> bytes:
-    """``data`` with its JSON header re-written with sorted keys.
-
-    safetensors writes the metadata map in hash order, which changes from run to run; sorted,
-    the same tensors and metadata give the same bytes. The header stays padded with spaces to a
-    multiple of 8 bytes, as the format requires for aligned data; the data offsets are relative
-    to the data start and unchanged.
-    """
-    length = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + length])
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    return len(text).to_bytes(8, "little") + text + data[8 + length :]
-
-
-def serialize(target: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
-    """Canonical safetensors bytes (sorted header) of ``tensors`` and ``metadata``."""
-    import safetensors
-    import safetensors.torch
-
-    clean = _clean_metadata(metadata)
-    try:
-        return canonical_safetensors(safetensors.torch.save(tensors, metadata=clean))
-    except (safetensors.SafetensorError, ValueError, RuntimeError, TypeError) as exc:
-        raise DwsError(f"{target}: cannot serialise the checkpoint ({first_line(exc)})") from exc
-
-
-def _clean_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    return {utf8_text(str(k)): utf8_text(str(v)) for k, v in sorted(metadata.items())}
-
-
-def serialize_chunks(
-    target: Path, tensors: dict[str, Tensor], metadata: dict[str, str]
-) -> list[bytes | memoryview]:
-    """:func:`serialize`'s bytes as pieces to write one after the other: the header, then a
-    view of each tensor's own memory (no copy).
-
-    ``serialize`` holds the file's bytes up to three times over (safetensors' buffer, then the
-    slice and the concatenation that sort its header): for a large net, more than the forward
-    that made the weights. Here safetensors lays out only one-element stand-ins of the same
-    names and dtypes (its order of the data: by dtype, then name), and the data offsets follow
-    from the real sizes, so the bytes are the same as ``serialize``'s.
-    """
-    import safetensors
-    import safetensors.torch
-
-    if sys.byteorder != "little":  # pragma: no cover - safetensors data is little-endian
-        return [serialize(target, tensors, metadata)]
-    contiguous = {key: tensor.detach().cpu().contiguous() for key, tensor in tensors.items()}
-    stand_ins = {key: torch.zeros(1, dtype=tensor.dtype) for key, tensor in contiguous.items()}
-    try:
-        layout = safetensors.torch.save(stand_ins, metadata=_clean_metadata(metadata))
-    except (safetensors.SafetensorError, ValueError, RuntimeError, TypeError) as exc:
-        raise DwsError(f"{target}: cannot serialise the checkpoint ({first_line(exc)})") from exc
-    length = int.from_bytes(layout[:8], "little")
-    header = json.loads(layout[8 : 8 + length])
-    pieces: list[bytes | memoryview] = []
-    offset = 0
-    for key in sorted(contiguous, key=lambda name: header[name]["data_offsets"][0]):
-        tensor = contiguous[key]
-        size = tensor.numel() * tensor.element_size()
-        header[key]["shape"] = list(tensor.shape)
-        header[key]["data_offsets"] = [offset, offset + size]
-        offset += size
-        if size:
-            pieces.append(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    return [len(text).to_bytes(8, "little") + text, *pieces]

@@ -28,14 +28,12 @@ from dwscli.weights.fileformat import (
     load_safetensors_tensors,
     load_torch_state_dict,
     looks_like_text,
-    output_path,
     read_head,
     read_safetensors_header,
-    same_file,
-    serialize_chunks,
     sniff_format,
     torch_dtype_name,
 )
+from dwscli.weights.filewrite import output_path, same_file, serialize_chunks
 from dwscli.weights.layout import KEY_STYLES, CheckpointLayout, LayerLayout, plan_layout
 from dwscli.weights.metadata import (
     METADATA_SPEC_KEY,
@@ -47,6 +45,9 @@ from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
 
 _BITS_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+#: Files up to this size are read with one call (opening a file costs more than reading a
+#: small one); larger ones are read in pieces, so only the tensors the layout uses are read.
+WHOLE_READ_BYTES = 1024**2
 
 
 @dataclass
@@ -149,15 +150,18 @@ def load_checkpoint(
     """
     p = Path(path)
     size = check_input_path(p)
-    head = read_head(p, 512)
-    if looks_like_text(head):  # no checkpoint format starts with 512 printable characters
+    # a small file is read once, whole; a large one in pieces (header, then only the tensors)
+    head = read_head(p, size if size <= WHOLE_READ_BYTES else 512)
+    whole = head if len(head) == size else None
+    if looks_like_text(head[:512]):  # no checkpoint format starts with 512 printable characters
         raise DwsError(f"{p}: looks like a text file, not a checkpoint (safetensors or .pt)")
     fmt = sniff_format(p, head, size)
 
     if fmt == "safetensors":
-        infos, metadata = read_safetensors_header(p, size)
+        infos, metadata = read_safetensors_header(p, size, head)
         layers = plan_layout(p, infos)
-        tensors = load_safetensors_tensors(p, infos, CheckpointLayout(layers).tensor_keys())
+        keys = CheckpointLayout(layers).tensor_keys()
+        tensors = load_safetensors_tensors(p, infos, keys, whole)
     else:
         state = load_torch_state_dict(p)
         infos = {

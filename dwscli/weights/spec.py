@@ -8,6 +8,7 @@ widths d_1 … d_{L-1} are permuted by the symmetry group. Its compact string fo
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -86,7 +87,7 @@ class MLPSpec:
     @property
     def weight_shapes(self) -> list[tuple[int, int]]:
         """Torch layout ``[d_i, d_{i-1}]`` for i = 1..L."""
-        return [(self.widths[i + 1], self.widths[i]) for i in range(self.depth)]
+        return list(_weight_shapes(self.widths))
 
     @property
     def bias_shapes(self) -> list[tuple[int]]:
@@ -139,3 +140,9 @@ class MLPSpec:
             tuple(item.split("=", 1)) for item in match.group(3).split(";") if item.strip()
         )
         return cls(widths, activation, options)  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=256)
+def _weight_shapes(widths: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """Cached: every loaded checkpoint's weights are checked against their spec's shapes."""
+    return tuple((widths[i + 1], widths[i]) for i in range(len(widths) - 1))

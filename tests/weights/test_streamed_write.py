@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from dwscli.weights.checkpoint import load_checkpoint, save_checkpoint, save_space
-from dwscli.weights.fileformat import read_safetensors_header, serialize, serialize_chunks
+from dwscli.weights.fileformat import read_safetensors_header
+from dwscli.weights.filewrite import serialize, serialize_chunks
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
 
@@ -30,6 +31,21 @@ def _tensors() -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("metadata", [{}, {"dws.spec": "3-7-5:relu", "é": "ü", "b": "a"}])
 def test_serialize_chunks_gives_the_bytes_of_serialize(metadata: dict[str, str]) -> None:
     tensors = _tensors()
+    whole = serialize(
+        Path("x.safetensors"), {k: t.contiguous() for k, t in tensors.items()}, metadata
+    )
+    chunks = serialize_chunks(Path("x.safetensors"), tensors, metadata)
+    assert b"".join(bytes(chunk) for chunk in chunks) == whole
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("metadata", [{}, {"dws.spec": "3-7-5:relu", "é": "ü", "b": "a"}])
+def test_one_dtype_laid_out_without_safetensors_gives_its_bytes(
+    dtype: torch.dtype, metadata: dict[str, str]
+) -> None:
+    """Tensors of one dtype (every checkpoint dws writes) are laid out without calling
+    safetensors; the bytes must still be exactly what safetensors writes."""
+    tensors = {key: tensor.to(dtype) for key, tensor in _tensors().items()}
     whole = serialize(
         Path("x.safetensors"), {k: t.contiguous() for k, t in tensors.items()}, metadata
     )
