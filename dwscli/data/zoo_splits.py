@@ -44,6 +44,7 @@ __all__ = [
     "resolve_split_config",
     "split_by_source",
     "split_from_config",
+    "split_records",
 ]
 
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -325,3 +326,13 @@ def check_splits(splits: Mapping[str, Sequence[str]], ids: Sequence[str]) -> dic
     if missing:
         raise DwsError(f"{len(missing)} nets are in no split (e.g. {missing[0]!r})")
     return out
+
+
+def split_records(zoo: Any, split: str, where: str | None = None) -> list[dict[str, Any]]:
+    """The manifest records of a zoo's ``split``, only those meeting ``where`` (a
+    ``train.where`` condition, see :func:`record_matcher`) when it is given."""
+    records = zoo.records(split)
+    if where is None:
+        return records
+    matches = record_matcher(parse_hold_out(where, "train.where"))
+    return [r for r in records if matches(r)]

@@ -46,8 +46,10 @@ class DWSNetConfig:
     # normalisation of the pooled features before the head (see dwscli.nn.heads): "batch", or
     # "none" as in processors trained before it existed
     head_norm: str = "batch"
-    # functional probes (invariant models): run each input net on this many learned inputs and
-    # feed its outputs to the head beside the pooled DWS features (0: weights only)
+    # functional probes: run each input net on this many learned inputs. Invariant models feed
+    # its outputs to the head beside the pooled DWS features; equivariant models give each
+    # neuron what it computes on them, as features of the weights into and out of it (see
+    # NeuronProbes). 0: weights only
     probes: int = 0
     probe_features: int = 64
     # probes carry their labels (see FunctionalProbes); None: when the nets are classifiers
@@ -74,6 +76,14 @@ class DWSNetConfig:
     # robust per-tensor input statistics and an asinh of the normalised weights (see
     # WeightNormalizer): for zoos whose nets differ in scale by an order of magnitude or more
     input_squash: bool = False
+
+    def __post_init__(self) -> None:
+        if self.probe_grid and self.probes <= 0:
+            raise DwsError(
+                "model.probe_grid snaps functional probes to the pixel grid, but the model has "
+                "none",
+                hint="set model.probes (e.g. 256), or drop probe_grid",
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -217,54 +227,47 @@ class _DWSTrunk(nn.Module):
     def trunk(self, space: WeightSpace) -> WSFeatures:
         self.check_input(space)
         x = self.normalizer.normalize(space)
-        if self.input_templates is None:
+        neurons = self.neuron_features(space)
+        if self.input_templates is None and neurons is None:
             return self.blocks(x)
-        scores = self.input_templates(x.weights[0][..., 0])
         y = self.blocks[0](x)
-        y = WSFeatures(y.weights, [y.biases[0] + scores, *y.biases[1:]])
-        return self.blocks[1:](y)
+        weights, biases = list(y.weights), list(y.biases)
+        if self.input_templates is not None:
+            biases[0] = biases[0] + self.input_templates(x.weights[0][..., 0])
+        if neurons is not None:
+            for layer, features in enumerate(neurons):  # [B, d_l, C]: layer l's neurons
+                biases[layer] = biases[layer] + features
+                weights[layer] = weights[layer] + features[:, :, None, :]
+                if layer > 0:  # the weights out of the previous layer's neurons
+                    weights[layer] = weights[layer] + neurons[layer - 1][:, None, :, :]
+        return self.blocks[1:](WSFeatures(weights, biases))
+
+    def neuron_features(self, space: WeightSpace) -> list[Tensor] | None:
+        """Per-neuron features ``[B, d_l, C]`` for each layer l added after the first block
+        (None: none; see :class:`NeuronProbes`)."""
+        return None
 
     def count_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
 
-class FunctionalProbes(nn.Module):
-    """Features of what each input net *computes*: its outputs on ``probes`` stored inputs.
+class ProbePoints(nn.Module):
+    """``count`` stored inputs where a model runs each input net, learned or fixed, and snapped
+    to the pixel centres of the zoo's grid with ``probe_grid``. The trainer starts them from
+    real training inputs (:meth:`init_from`) and gives them the grid (:meth:`set_grid`)."""
 
-    A net's function does not change when its hidden neurons are permuted, so these features
-    are exactly invariant, whatever the probes are. They complement the DWS trunk where the
-    weights say little on their own (accuracy prediction: two nets with alike weight statistics
-    can generalise very differently; their answers on a few hundred inputs tell them apart).
-
-    The probes are part of the processor (no data is needed to run it). The trainer starts them
-    from real training inputs (:meth:`init_from`). With ``probe_labels`` the probes also carry
-    their labels, and the features include, per probe, the probability the net gives the right
-    class and whether its top class is right, and their means (an accuracy estimate on the
-    probes, handed straight to the head); labelled probes stay fixed, so a label keeps
-    describing its input. Without labels the inputs are learned with the rest of the model.
-    """
-
-    def __init__(self, spec: MLPSpec, config: DWSNetConfig) -> None:
+    def __init__(self, spec: MLPSpec, count: int, grid: bool, learned: bool) -> None:
         super().__init__()
-        count, outputs = config.probes, spec.output_dim
-        labelled = config.probe_labels
-        self.labelled = outputs > 1 if labelled is None else labelled
-        self.inputs = nn.Parameter(torch.randn(count, spec.input_dim), not self.labelled)
+        self.inputs = nn.Parameter(torch.randn(count, spec.input_dim), learned)
         self.register_buffer("labels", torch.full((count,), -1, dtype=torch.long))
-        self.softmax = outputs > 1  # class logits: compare them as probabilities (bounded)
-        if self.labelled and not self.softmax:
-            raise DwsError("labelled probes need classifier nets (more than one output)")
-        self.grid = config.probe_grid
+        self.grid = grid
         if self.grid:
             # per input coordinate: the grid's first and last pixel centre and their number,
             # set from the zoo by set_grid (kept in the processor's weights)
             for name in ("grid_low", "grid_high", "grid_points"):
                 self.register_buffer(name, torch.zeros(spec.input_dim))
-        encoded = count * outputs + (2 * count if self.labelled else 0)
-        self.encode = nn.Sequential(
-            nn.Linear(encoded, config.probe_features), activation_module(config.activation)
-        )
-        self.out_features = config.probe_features + (2 if self.labelled else 0)
+
+    labelled = False
 
     @torch.no_grad()
     def init_from(self, inputs: Tensor, labels: Tensor | None = None) -> None:
@@ -300,6 +303,73 @@ class FunctionalProbes(nn.Module):
         index = torch.minimum(index.clamp_min(0), steps)
         snapped = self.grid_low + index / steps * span
         return self.inputs + (snapped - self.inputs).detach()
+
+
+class NeuronProbes(ProbePoints):
+    """What each neuron of an input net computes on ``probes`` stored inputs, as features of
+    that neuron, for equivariant models (editors, adaptation).
+
+    An editor that sees only weights has to work out from them what image an INR draws and
+    where each neuron acts in it. Here each net is run on the probes (for an INR: pixels); the
+    outputs of layer l's neurons there, ``[probes, d_l]``, scaled by their RMS, are mapped to C
+    channels by a learned ``[probes, C]`` matrix, giving each neuron a C-vector that says where
+    it is active. A hidden-neuron permutation permutes these vectors with the neurons, so the
+    model stays exactly equivariant. The trunk adds them, after its first block, to the
+    features of the neuron's bias and of the weights into it and out of it.
+    """
+
+    def __init__(self, spec: MLPSpec, config: DWSNetConfig) -> None:
+        super().__init__(spec, config.probes, config.probe_grid, learned=True)
+        channels, count = config.hidden_channels, config.probes
+        self.maps = nn.ParameterList(
+            nn.Parameter(torch.randn(count, channels) / count**0.5) for _ in range(spec.depth)
+        )
+
+    def forward(self, space: WeightSpace) -> list[Tensor]:
+        from dwscli.weights.functional import activate
+
+        h = self.coordinates().to(space.dtype)  # [N, d_0], the same points for every net
+        features = []
+        for layer, (w, b) in enumerate(zip(space.weights, space.biases)):
+            h = torch.einsum("nd,bod->bno", h, w) if layer == 0 else h @ w.transpose(1, 2)
+            h = h + b[:, None, :]
+            if layer < space.spec.depth - 1:
+                h = activate(h, space.spec, layer)
+            scale = h.square().mean(dim=(1, 2), keepdim=True).add(1e-12).sqrt()
+            neurons = (h / scale).to(self.maps[layer].dtype)  # [B, N, d_l]
+            features.append(torch.einsum("bnd,nc->bdc", neurons, self.maps[layer]))
+        return features
+
+
+class FunctionalProbes(ProbePoints):
+    """Features of what each input net *computes*: its outputs on ``probes`` stored inputs.
+
+    A net's function does not change when its hidden neurons are permuted, so these features
+    are exactly invariant, whatever the probes are. They complement the DWS trunk where the
+    weights say little on their own (accuracy prediction: two nets with alike weight statistics
+    can generalise very differently; their answers on a few hundred inputs tell them apart).
+
+    The probes are part of the processor (no data is needed to run it). The trainer starts them
+    from real training inputs (:meth:`init_from`). With ``probe_labels`` the probes also carry
+    their labels, and the features include, per probe, the probability the net gives the right
+    class and whether its top class is right, and their means (an accuracy estimate on the
+    probes, handed straight to the head); labelled probes stay fixed, so a label keeps
+    describing its input. Without labels the inputs are learned with the rest of the model.
+    """
+
+    def __init__(self, spec: MLPSpec, config: DWSNetConfig) -> None:
+        count, outputs = config.probes, spec.output_dim
+        labelled = outputs > 1 if config.probe_labels is None else config.probe_labels
+        super().__init__(spec, count, config.probe_grid, learned=not labelled)
+        self.labelled = labelled
+        self.softmax = outputs > 1  # class logits: compare them as probabilities (bounded)
+        if self.labelled and not self.softmax:
+            raise DwsError("labelled probes need classifier nets (more than one output)")
+        encoded = count * outputs + (2 * count if self.labelled else 0)
+        self.encode = nn.Sequential(
+            nn.Linear(encoded, config.probe_features), activation_module(config.activation)
+        )
+        self.out_features = config.probe_features + (2 if self.labelled else 0)
 
     def forward(self, space: WeightSpace) -> Tensor:
         from dwscli.weights.functional import mlp_forward
@@ -401,6 +471,10 @@ class EquivariantDWSNet(_DWSTrunk):
             else None
         )
         self.frozen_layers = frozen_layers(config.edit_layers, spec.depth)
+        self.probes = NeuronProbes(spec, config) if config.probes > 0 else None
+
+    def neuron_features(self, space: WeightSpace) -> list[Tensor] | None:
+        return None if self.probes is None else self.probes(space)
 
     def keep_frozen(self, space: WeightSpace, output: WeightSpace) -> WeightSpace:
         """``output`` with the layers the model may not edit (``edit_layers``) taken from the

@@ -166,6 +166,8 @@ def blockable(model: nn.Module) -> bool:
     input templates and baselines run plainly)."""
     from dwscli.nn.models import EquivariantDWSNet, InvariantDWSNet
 
+    if isinstance(model, EquivariantDWSNet) and model.probes is not None:
+        return False  # neuron probes need every neuron's outputs at once
     return isinstance(model, (InvariantDWSNet, EquivariantDWSNet)) and model.input_templates is None
 
 

@@ -402,9 +402,21 @@ def spread_subset(ids: list[str], limit: int = MAX_NETS_PER_SPLIT) -> list[str]:
     return [ids[int(k * step)] for k in range(limit)]
 
 
-def split_statistics(zoo: Any, split: str, limit: int = MAX_NETS_PER_SPLIT) -> Tensor:
-    """The statistics of (up to ``limit``, evenly spaced) nets of a zoo's ``split``."""
-    ids = spread_subset(zoo.ids(split), limit)
+def split_ids(zoo: Any, split: str, where: str | None = None) -> list[str]:
+    """The ids of a zoo's ``split``; with ``where`` (``train.where``), of its nets that meet it."""
+    if where is None:
+        return zoo.ids(split)
+    from dwscli.data.zoo_splits import split_records
+
+    return [str(record["id"]) for record in split_records(zoo, split, where)]
+
+
+def split_statistics(
+    zoo: Any, split: str, limit: int = MAX_NETS_PER_SPLIT, where: str | None = None
+) -> Tensor:
+    """The statistics of (up to ``limit``, evenly spaced) nets of a zoo's ``split`` (those that
+    meet ``where``, when given)."""
+    ids = spread_subset(split_ids(zoo, split, where), limit)
     if not ids:
         raise DwsError(f"{zoo.path}: split {split!r} is empty")
     return collect_statistics(zoo.get(ids[k : k + 1024]) for k in range(0, len(ids), 1024))
@@ -417,26 +429,32 @@ def zoo_section(
     calibrate_split: str = "val",
     check_split: str | None = "test",
     limit: int = MAX_NETS_PER_SPLIT,
+    where: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """The ``ood`` section from a zoo (a :class:`dwscli.data.zoo.Zoo`): centre and scale from
-    ``fit_split``, the threshold from ``calibrate_split``, the check on ``check_split``.
+    ``fit_split``, the threshold from ``calibrate_split``, the check on ``check_split``; with
+    ``where`` (``train.where``), of each split only the nets that meet it.
 
     The threshold is calibrated on the validation split, not the test split, so that the test
     split's flagged fraction is an honest estimate of how often held-in nets are flagged.
     """
     depth = zoo.spec.depth
-    if not zoo.ids(calibrate_split):  # a tiny zoo: the threshold from the fitted nets
+    if not split_ids(zoo, calibrate_split, where):  # a tiny zoo: the threshold from the fitted
         calibrate_split = fit_split
+    chosen = {"where": where} if where is not None else {}
     check = None
-    if check_split is not None and zoo.ids(check_split):
-        check = ({"split": check_split}, split_statistics(zoo, check_split, limit))
+    if check_split is not None and split_ids(zoo, check_split, where):
+        check = (
+            {"split": check_split, **chosen},
+            split_statistics(zoo, check_split, limit, where),
+        )
     return build_section(
-        split_statistics(zoo, fit_split, limit),
-        split_statistics(zoo, calibrate_split, limit),
+        split_statistics(zoo, fit_split, limit, where),
+        split_statistics(zoo, calibrate_split, limit, where),
         depth,
-        fitted_on={"zoo": str(zoo.path), "split": fit_split},
-        calibrated_on={"split": calibrate_split},
+        fitted_on={"zoo": str(zoo.path), "split": fit_split, **chosen},
+        calibrated_on={"split": calibrate_split, **chosen},
         check=check,
         **extra,
     )

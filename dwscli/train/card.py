@@ -101,14 +101,15 @@ def normalization_section(
     }
 
 
-def ood_section(zoo: Zoo) -> dict[str, Any]:
+def ood_section(zoo: Zoo, where: str | None = None) -> dict[str, Any]:
     """What the training nets looked like, so that the processor commands can flag inputs
     unlike them (:mod:`dwscli.processors.ood`): centre and scale from the zoo's train split,
     the threshold calibrated on its val split (the test split stays an honest check of how
-    often held-in nets are flagged, recorded as ``checked_on``)."""
+    often held-in nets are flagged, recorded as ``checked_on``); with ``where``
+    (``train.where``) only the nets the processor was trained and tested on."""
     from dwscli.processors.ood import zoo_section as section
 
-    return section(zoo)
+    return section(zoo, where=where)
 
 
 def zoo_section(zoo: Zoo, train_nets: int) -> dict[str, Any]:

@@ -74,6 +74,8 @@ class Evaluation:
     outcome: dict[str, dict[str, Any]] | None = None
     #: the condition the scored nets met (``where``), as given
     where: str | None = None
+    #: the condition the card's nets met (its training config's ``train.where``), if any
+    card_where: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -329,6 +331,7 @@ def evaluate(
         card_metrics=(processor.card.metrics or {}).get(split),
         ood=ood,
         where=where,
+        card_where=((processor.card.training.get("config") or {}).get("train") or {}).get("where"),
     )
     for name in by or []:
         result.by[name] = _breakdown(task, values, records, flags, name, zoo)

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from dwscli.data.zoo import Zoo
 from dwscli.data.zoo_format import HELDOUT_SPLIT
+from dwscli.data.zoo_splits import split_records
 from dwscli.errors import DwsError
 from dwscli.nn.archs import get_arch
 from dwscli.nn.heads import live_head_units, net_batch_norms, recalibrate_batch_norms
@@ -34,7 +35,7 @@ from dwscli.train import data, distributed
 from dwscli.train.augment import augment_batch, check_zoo, input_range
 from dwscli.train.config import TrainConfig, load_config
 from dwscli.train.evaluation import collect_values, training_sample
-from dwscli.train.netstore import ShardMaps, SplitNets, split_records
+from dwscli.train.netstore import ShardMaps, SplitNets
 from dwscli.train.probes import init_probes
 from dwscli.train.report import Reporter, TrainReporter, TrainResult
 from dwscli.train.start import start_from_processor
@@ -314,6 +315,7 @@ class Trainer:
                 "initial": initial,
             }
         )
+        self.warn_if_grid_and_geometry()
         while self.epoch < s.epochs and not self.should_stop():
             self.run_epoch()
         if self.should_stop() and self.epoch < s.epochs:
@@ -382,6 +384,21 @@ class Trainer:
         space = self.train_nets.batch(positions).space.to(self.device)
         self.model.eval()
         return live_head_units(self.model, lambda: self.task.eval_forward(self.model, space))
+
+    def warn_if_grid_and_geometry(self) -> None:
+        """Warn when probes read only pixel centres but the INRs are rotated, shifted or
+        scaled: a transformed INR draws its pixels between the grid's centres, so the probes
+        read it where a net fitted only at its pixels may be noise."""
+        augment = self.settings.augment
+        if not getattr(self.config.model.options, "probe_grid", False):
+            return
+        if augment is None or not augment.input_space:
+            return
+        self.reporter.message(
+            "warning: model.probe_grid reads each INR at the zoo's pixel centres, but "
+            "train.augment rotates, translates or scales the INRs, which moves their image off "
+            "those centres; consider turning one of them off"
+        )
 
     def warn_if_stalled(self) -> None:
         """Warn once when the training loss has not moved over the last ``stall_evals``
@@ -483,7 +500,7 @@ class Trainer:
             "normalization": cards.normalization_section(
                 self.model, zoo.spec.depth, len(self.sample_positions), config.train.init_from
             ),
-            "ood": cards.ood_section(zoo),
+            "ood": cards.ood_section(zoo, config.train.where),
             "training": {
                 "zoo": cards.zoo_section(zoo, len(self.train_nets)),
                 "config": config.to_dict(),

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from dwscli.data.zoo import Zoo, ZooBatch
 from dwscli.data.zoo_format import tensor_names
+from dwscli.data.zoo_splits import split_records
 from dwscli.errors import DwsError
 from dwscli.weights.space import WeightSpace
 
@@ -146,15 +147,4 @@ class SplitNets:
         return ZooBatch(space, targets, [str(r["id"]) for r in chosen])
 
 
-def split_records(zoo: Zoo, split: str, where: str | None = None) -> list[dict[str, Any]]:
-    """The manifest records of ``split``, only those meeting ``where`` when it is given."""
-    records = zoo.records(split)
-    if where is None:
-        return records
-    from dwscli.data.zoo_splits import parse_hold_out, record_matcher
-
-    matches = record_matcher(parse_hold_out(where, "train.where"))
-    return [r for r in records if matches(r)]
-
-
-__all__ = ["ShardMaps", "SplitNets", "split_records"]
+__all__ = ["ShardMaps", "SplitNets"]

@@ -68,3 +68,21 @@ def test_a_zoo_without_a_pixel_grid_is_a_one_line_error(tmp_path: Path) -> None:
     )
     with pytest.raises(DwsError, match=r"model\.probe_grid needs an INR zoo"):
         init_probes(model, Zoo.open(out), seed=0)
+
+
+def test_probe_grid_without_probes_is_a_one_line_config_error(
+    small_inr_zoo: Path, tmp_path: Path
+) -> None:
+    from dwscli.train.config import TrainConfig
+
+    data = {
+        "name": "grid",
+        "task": "inr-classify",
+        "zoo": str(small_inr_zoo),
+        "output": str(tmp_path),
+        "model": {"arch": "dws", "probe_grid": True},
+    }
+    with pytest.raises(DwsError, match=r"^grid\.yaml: model\.probe_grid .* the model has none"):
+        TrainConfig.from_dict(data, source="grid.yaml")
+    data["model"] = {"arch": "dws", "probe_grid": True, "probes": 8}
+    assert TrainConfig.from_dict(data, source="grid.yaml").model.options.probe_grid

@@ -6,6 +6,7 @@ exactly what ``dws train`` wrote to the card, for every split (the held-out reci
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
@@ -110,11 +111,11 @@ def test_json_shape_all_splits_breakdown_and_outcome(
     data = json.loads(done.stdout)
     assert set(data) == {
         "processor", "task", "zoo", "split", "nets", "metrics", "card_metrics", "ood", "by",
-        "outcome", "where",
+        "outcome", "where", "card_where",
     }  # fmt: skip
     zoo = Zoo.open(diverse_inr_zoo)
     assert data["split"] == "all" and data["nets"] == len(zoo) and data["card_metrics"] is None
-    assert data["where"] is None
+    assert data["where"] is None and data["card_where"] is None
     assert data["task"] == "inr-classify" and set(data["metrics"]) == {"accuracy", "loss"}
     assert set(data["ood"]) == {"flagged_fraction", "flagged", "threshold"}
     assert data["ood"]["flagged"] == round(data["ood"]["flagged_fraction"] * len(zoo))
@@ -165,6 +166,34 @@ def test_where_scores_only_the_nets_that_meet_it(
         and r["labels"]["label"] == chosen["labels"]["label"]
     ]  # fmt: skip
     assert json.loads(done.stdout)["nets"] == len(wanted) >= 1
+
+
+def test_the_cards_condition_is_shown_beside_its_figures(
+    diverse_inr_zoo: Path, tmp_path: Path
+) -> None:
+    zoo = Zoo.open(diverse_inr_zoo)
+    cut = min(zoo.record(net)["metrics"]["psnr"] for net in zoo.ids("val") + zoo.ids("test"))
+    config = {
+        "name": "tiny-where",
+        "task": {"name": "inr-classify"},
+        "zoo": str(diverse_inr_zoo),
+        "output": str(tmp_path),
+        "model": TINY,
+        "train": {"epochs": 1, "batch_size": 8, "device": "cpu", "where": f"psnr={cut}.."},
+    }
+    card = str(train(TrainConfig.from_dict(config)).processor)
+    result = api.evaluate(card, diverse_inr_zoo, split="test", device="cpu")
+    assert result.card_where == f"psnr={cut}.." and result.where is None
+    from rich.console import Console
+
+    from dwscli.cli.commands.evaluate import render
+
+    console = Console(width=400, record=True, file=io.StringIO())
+    console.print(render(result))
+    assert f"test (card: training zoo, nets with psnr={cut}..)" in console.export_text()
+    done = dws("evaluate", card, str(diverse_inr_zoo), "--json", "--device", "cpu")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["card_where"] == f"psnr={cut}.."
 
 
 def test_bad_where_conditions_are_one_line_errors(

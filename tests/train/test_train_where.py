@@ -61,3 +61,26 @@ def test_bad_conditions_are_one_line_errors(diverse_inr_zoo: Path, tmp_path: Pat
         _trainer(_config(diverse_inr_zoo, tmp_path, "psnr"))
     with pytest.raises(DwsError, match=r"no net of the train split meets train\.where"):
         _trainer(_config(diverse_inr_zoo, tmp_path, "psnr=1000.."))
+
+
+def test_the_ood_profile_comes_from_the_nets_meeting_the_condition(
+    diverse_inr_zoo: Path,
+) -> None:
+    from dwscli.processors.ood import robust_centre_scale, split_statistics, zoo_section
+
+    zoo = Zoo.open(diverse_inr_zoo)
+    cut = min(zoo.record(net)["metrics"]["psnr"] for net in zoo.ids("val") + zoo.ids("test"))
+    where = f"psnr={cut}.."
+    section = zoo_section(zoo, where=where)
+    kept = [r for r in zoo.records("train") if r["metrics"]["psnr"] >= cut]
+    assert section["fitted_on"]["where"] == where
+    assert section["fitted_on"]["nets"] == len(kept) < len(zoo.ids("train"))
+    assert section["calibrated_on"]["where"] == where
+    # the centre is the median of the kept nets' statistics, not of the whole split
+    kept_stats = split_statistics(zoo, "train", where=where)
+    all_stats = split_statistics(zoo, "train")
+    assert len(kept_stats) == len(kept) and len(all_stats) == len(zoo.ids("train"))
+    centre = torch.tensor(list(section["centre"].values()), dtype=torch.float64)
+    assert torch.allclose(centre, robust_centre_scale(kept_stats)[0].double(), rtol=1e-4)
+    assert not torch.allclose(centre, robust_centre_scale(all_stats)[0].double(), rtol=1e-4)
+    assert "where" not in zoo_section(zoo)["fitted_on"]

@@ -118,3 +118,20 @@ def test_evaluations_normalise_with_statistics_of_the_evaluated_weights(
         assert recalibrated == recalibrate
     losses = {k: [r["train_loss"] for r in run.history[1:]] for k, run in runs.items()}
     assert losses[True] == losses[False]
+
+
+def test_grid_probes_with_geometric_augmentation_are_warned_about(
+    small_inr_zoo: Path, tmp_path: Path
+) -> None:
+    def run(augment: dict[str, float] | None, grid: bool) -> list[str]:
+        data = _config(small_inr_zoo, tmp_path / f"{grid}{augment}", 1e-3, 1).to_dict()
+        data["model"] = {**data["model"], "probes": 8, "probe_grid": grid}
+        data["train"] = {**data["train"], "augment": augment}
+        reporter = Messages()
+        train(TrainConfig.from_dict(data), reporter=reporter)
+        return [line for line in reporter.lines if "probe_grid" in line]
+
+    warned = run({"rotate": 10.0}, grid=True)
+    assert len(warned) == 1 and warned[0].startswith("warning: model.probe_grid")
+    assert run({"noise": 0.05}, grid=True) == []  # weight noise keeps the image on the grid
+    assert run({"rotate": 10.0}, grid=False) == []

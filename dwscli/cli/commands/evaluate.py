@@ -38,8 +38,14 @@ def render(result: Evaluation) -> object:
         [result.split, result.nets, _metrics_text(result.metrics), _percent(flagged)]
     ]
     if result.card_metrics:
+        nets = f", nets with {result.card_where}" if result.card_where else ""
         rows.append(
-            [f"{result.split} (card: training zoo)", "", _metrics_text(result.card_metrics), ""]
+            [
+                f"{result.split} (card: training zoo{nets})",
+                "",
+                _metrics_text(result.card_metrics),
+                "",
+            ]
         )
     for name, groups in result.by.items():
         for value, group in groups.items():
