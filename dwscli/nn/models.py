@@ -25,6 +25,7 @@ from dwscli.nn.layers import (
     Pointwise,
     activation_module,
 )
+from dwscli.nn.probes import PROBE_EDITS, FunctionalProbes, NeuronProbes
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
 
@@ -58,6 +59,11 @@ class DWSNetConfig:
     # to the nearest one). SIRENs can fit their pixels with a function that is noise between
     # them, and such a net is read correctly only on the grid.
     probe_grid: bool = False
+    # neuron probes of an INR editor (equivariant models, with probe_grid): also give each
+    # neuron how its outputs at the probes line up with what this edit ("dilate" or "erode",
+    # over a probe_edit_size square of pixels) would change there (see NeuronProbes)
+    probe_edit: str | None = None
+    probe_edit_size: int = 3
     # equivariant models
     residual: bool = True
     output_init_scale: float = 1e-2
@@ -76,6 +82,11 @@ class DWSNetConfig:
     # robust per-tensor input statistics and an asinh of the normalised weights (see
     # WeightNormalizer): for zoos whose nets differ in scale by an order of magnitude or more
     input_squash: bool = False
+    # residual equivariant models: the unit of the predicted change of each layer: "zoo" (the
+    # zoo's spread of that tensor) or "net" (the RMS of that layer's weights and bias in the
+    # input net itself), for zoos whose nets differ in scale: a change the size of the zoo's
+    # spread wrecks a net whose weights are ten times smaller
+    delta_scale: str = "zoo"
 
     def __post_init__(self) -> None:
         if self.probe_grid and self.probes <= 0:
@@ -84,6 +95,23 @@ class DWSNetConfig:
                 "none",
                 hint="set model.probes (e.g. 256), or drop probe_grid",
             )
+        if self.delta_scale not in ("zoo", "net"):
+            raise DwsError(f"model.delta_scale: {self.delta_scale!r} is not one of zoo, net")
+        if self.probe_edit is not None:
+            if self.probe_edit not in PROBE_EDITS:
+                raise DwsError(
+                    f"model.probe_edit: {self.probe_edit!r} is not one of {', '.join(PROBE_EDITS)}"
+                )
+            if not self.probe_grid:
+                raise DwsError(
+                    "model.probe_edit reads neighbouring pixels, so it needs model.probe_grid",
+                    hint="set model.probe_grid: true (and model.probes)",
+                )
+            size = self.probe_edit_size
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size % 2 == 0:
+                raise DwsError(
+                    f"model.probe_edit_size must be an odd positive integer, got {size!r}"
+                )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -251,144 +279,6 @@ class _DWSTrunk(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-class ProbePoints(nn.Module):
-    """``count`` stored inputs where a model runs each input net, learned or fixed, and snapped
-    to the pixel centres of the zoo's grid with ``probe_grid``. The trainer starts them from
-    real training inputs (:meth:`init_from`) and gives them the grid (:meth:`set_grid`)."""
-
-    def __init__(self, spec: MLPSpec, count: int, grid: bool, learned: bool) -> None:
-        super().__init__()
-        self.inputs = nn.Parameter(torch.randn(count, spec.input_dim), learned)
-        self.register_buffer("labels", torch.full((count,), -1, dtype=torch.long))
-        self.grid = grid
-        if self.grid:
-            # per input coordinate: the grid's first and last pixel centre and their number,
-            # set from the zoo by set_grid (kept in the processor's weights)
-            for name in ("grid_low", "grid_high", "grid_points"):
-                self.register_buffer(name, torch.zeros(spec.input_dim))
-
-    labelled = False
-
-    @torch.no_grad()
-    def init_from(self, inputs: Tensor, labels: Tensor | None = None) -> None:
-        """Start the probes from real (preprocessed) inputs ``[n, input_dim]``, n >= probes."""
-        count = self.inputs.shape[0]
-        if inputs.shape[0] < count or inputs.shape[1] != self.inputs.shape[1]:
-            raise DwsError(
-                f"probe initialisation needs at least {count} inputs of dimension "
-                f"{self.inputs.shape[1]}, got {tuple(inputs.shape)}"
-            )
-        if self.labelled and labels is None:
-            raise DwsError("labelled probes need the labels of their inputs")
-        self.inputs.copy_(inputs[:count].to(self.inputs))
-        if labels is not None:
-            self.labels.copy_(labels[:count].to(self.labels))
-
-    @torch.no_grad()
-    def set_grid(self, low: Tensor, high: Tensor, points: Tensor) -> None:
-        """The pixel grid ``probe_grid`` snaps to: per input coordinate, the first and last
-        pixel centre and the number of pixels."""
-        self.grid_low.copy_(low)
-        self.grid_high.copy_(high)
-        self.grid_points.copy_(points)
-
-    def coordinates(self) -> Tensor:
-        """Where the nets are read: the learned inputs, snapped to the nearest pixel centre
-        with ``probe_grid`` (a straight-through gradient keeps them learning)."""
-        if not self.grid or bool((self.grid_points < 2).any()):
-            return self.inputs
-        span = self.grid_high - self.grid_low
-        steps = self.grid_points - 1
-        index = ((self.inputs - self.grid_low) / span * steps).round()
-        index = torch.minimum(index.clamp_min(0), steps)
-        snapped = self.grid_low + index / steps * span
-        return self.inputs + (snapped - self.inputs).detach()
-
-
-class NeuronProbes(ProbePoints):
-    """What each neuron of an input net computes on ``probes`` stored inputs, as features of
-    that neuron, for equivariant models (editors, adaptation).
-
-    An editor that sees only weights has to work out from them what image an INR draws and
-    where each neuron acts in it. Here each net is run on the probes (for an INR: pixels); the
-    outputs of layer l's neurons there, ``[probes, d_l]``, scaled by their RMS, are mapped to C
-    channels by a learned ``[probes, C]`` matrix, giving each neuron a C-vector that says where
-    it is active. A hidden-neuron permutation permutes these vectors with the neurons, so the
-    model stays exactly equivariant. The trunk adds them, after its first block, to the
-    features of the neuron's bias and of the weights into it and out of it.
-    """
-
-    def __init__(self, spec: MLPSpec, config: DWSNetConfig) -> None:
-        super().__init__(spec, config.probes, config.probe_grid, learned=True)
-        channels, count = config.hidden_channels, config.probes
-        self.maps = nn.ParameterList(
-            nn.Parameter(torch.randn(count, channels) / count**0.5) for _ in range(spec.depth)
-        )
-
-    def forward(self, space: WeightSpace) -> list[Tensor]:
-        from dwscli.weights.functional import activate
-
-        h = self.coordinates().to(space.dtype)  # [N, d_0], the same points for every net
-        features = []
-        for layer, (w, b) in enumerate(zip(space.weights, space.biases)):
-            h = torch.einsum("nd,bod->bno", h, w) if layer == 0 else h @ w.transpose(1, 2)
-            h = h + b[:, None, :]
-            if layer < space.spec.depth - 1:
-                h = activate(h, space.spec, layer)
-            scale = h.square().mean(dim=(1, 2), keepdim=True).add(1e-12).sqrt()
-            neurons = (h / scale).to(self.maps[layer].dtype)  # [B, N, d_l]
-            features.append(torch.einsum("bnd,nc->bdc", neurons, self.maps[layer]))
-        return features
-
-
-class FunctionalProbes(ProbePoints):
-    """Features of what each input net *computes*: its outputs on ``probes`` stored inputs.
-
-    A net's function does not change when its hidden neurons are permuted, so these features
-    are exactly invariant, whatever the probes are. They complement the DWS trunk where the
-    weights say little on their own (accuracy prediction: two nets with alike weight statistics
-    can generalise very differently; their answers on a few hundred inputs tell them apart).
-
-    The probes are part of the processor (no data is needed to run it). The trainer starts them
-    from real training inputs (:meth:`init_from`). With ``probe_labels`` the probes also carry
-    their labels, and the features include, per probe, the probability the net gives the right
-    class and whether its top class is right, and their means (an accuracy estimate on the
-    probes, handed straight to the head); labelled probes stay fixed, so a label keeps
-    describing its input. Without labels the inputs are learned with the rest of the model.
-    """
-
-    def __init__(self, spec: MLPSpec, config: DWSNetConfig) -> None:
-        count, outputs = config.probes, spec.output_dim
-        labelled = outputs > 1 if config.probe_labels is None else config.probe_labels
-        super().__init__(spec, count, config.probe_grid, learned=not labelled)
-        self.labelled = labelled
-        self.softmax = outputs > 1  # class logits: compare them as probabilities (bounded)
-        if self.labelled and not self.softmax:
-            raise DwsError("labelled probes need classifier nets (more than one output)")
-        encoded = count * outputs + (2 * count if self.labelled else 0)
-        self.encode = nn.Sequential(
-            nn.Linear(encoded, config.probe_features), activation_module(config.activation)
-        )
-        self.out_features = config.probe_features + (2 if self.labelled else 0)
-
-    def forward(self, space: WeightSpace) -> Tensor:
-        from dwscli.weights.functional import mlp_forward
-
-        outputs = mlp_forward(space, self.coordinates().to(space.dtype))  # [B, probes, out]
-        if self.softmax:
-            outputs = outputs.softmax(dim=-1)
-        features = [outputs.flatten(1)]
-        summary: list[Tensor] = []
-        if self.labelled:
-            labels = self.labels.clamp_min(0).expand(outputs.shape[0], -1)
-            right = outputs.gather(2, labels[..., None])[..., 0]  # [B, probes]
-            top_right = (outputs.argmax(dim=2) == labels).to(outputs.dtype)
-            features += [right, top_right]
-            summary = [right.mean(1, keepdim=True), top_right.mean(1, keepdim=True)]
-        encoded = self.encode(torch.cat(features, dim=1).to(self.inputs.dtype))
-        return torch.cat([encoded, *(s.to(encoded.dtype) for s in summary)], dim=1)
-
-
 class InvariantDWSNet(_DWSTrunk):
     """Weights -> vector, unchanged by any hidden-neuron permutation of the input nets."""
 
@@ -476,6 +366,25 @@ class EquivariantDWSNet(_DWSTrunk):
     def neuron_features(self, space: WeightSpace) -> list[Tensor] | None:
         return None if self.probes is None else self.probes(space)
 
+    def net_scales(self, space: WeightSpace) -> list[Tensor]:
+        """Per net, in the order of the normalizer's tensors (W_1..W_L, b_1..b_L): the RMS of
+        each layer's weights and bias together in that net over the zoo's spread of the tensor,
+        shaped to multiply the change (``delta_scale: net``). The zoo's spread was already
+        applied to the change, so this swaps it for the net's own scale. A permutation of
+        hidden neurons leaves it unchanged, so the model stays equivariant."""
+        layer_rms = [
+            ((w.square().sum(dim=(1, 2)) + b.square().sum(dim=1)) / (w[0].numel() + b[0].numel()))
+            .add(1e-24)
+            .sqrt()
+            for w, b in zip(space.weights, space.biases)
+        ]
+        rms = [*layer_rms, *layer_rms]
+        scales = []
+        for k, r in enumerate(rms):
+            dims = 3 if k < space.spec.depth else 2
+            scales.append((r / self.normalizer.std[k]).reshape([-1] + [1] * (dims - 1)))
+        return scales
+
     def keep_frozen(self, space: WeightSpace, output: WeightSpace) -> WeightSpace:
         """``output`` with the layers the model may not edit (``edit_layers``) taken from the
         input unchanged."""
@@ -497,6 +406,8 @@ class EquivariantDWSNet(_DWSTrunk):
             )
         delta = self.normalizer.denormalize_delta(change)
         depth = space.spec.depth
+        if self.config.delta_scale == "net":
+            delta = [d * scale for d, scale in zip(delta, self.net_scales(space))]
         if self.config.residual:
             tensors = [t + d for t, d in zip([*space.weights, *space.biases], delta)]
         else:

@@ -1,4 +1,4 @@
-"""Starting points for a model's functional probes (:class:`dwscli.nn.models.FunctionalProbes`).
+"""Starting points for a model's functional probes (:class:`dwscli.nn.probes.FunctionalProbes`).
 
 Probes learn faster and generalise better when they start on the input distribution the zoo's
 nets were trained for. For classifier zoos these are training images of the zoo's data set,

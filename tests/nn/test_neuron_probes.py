@@ -7,11 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from dwscli.data.edits import edit_images
 from dwscli.data.zoo import Zoo
+from dwscli.errors import DwsError
 from dwscli.nn.equivariance import equivariance_error
 from dwscli.nn.models import DWSNetConfig, EquivariantDWSNet
 from dwscli.train.probes import init_probes
-from dwscli.weights.functional import activate
+from dwscli.weights.functional import activate, mlp_forward
+from dwscli.weights.inr import InrConventions
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
 
@@ -77,3 +80,91 @@ def test_the_trainer_starts_neuron_probes_on_the_zoos_pixel_grid(small_inr_zoo: 
     points = model.probes.coordinates()
     assert points.abs().max() <= 1.0  # the zoo's coordinate range
     assert model.probes.grid_points.tolist() == [28.0, 28.0]
+
+
+def _editor(spec: MLPSpec, op: str, **options: object) -> EquivariantDWSNet:
+    """An editor whose neuron probes read ``op``, on the 28 x 28 grid over [-1, 1], its probes
+    on random pixel centres."""
+    config = DWSNetConfig(
+        **{
+            "hidden_channels": 4,
+            "num_layers": 2,
+            "probes": 40,
+            "probe_grid": True,
+            "probe_edit": op,
+            "output_init_scale": 1.0,
+            **options,
+        }
+    )
+    model = EquivariantDWSNet(spec, config)
+    centres = InrConventions().coordinates()
+    with torch.no_grad():
+        picks = torch.randperm(len(centres))[:40]
+        model.probes.inputs.copy_(centres[picks] + 0.01 * torch.randn(40, 2))
+        model.probes.set_grid(
+            torch.full((2,), -1.0), torch.full((2,), 1.0), torch.tensor([28.0, 28.0])
+        )
+    return model
+
+
+@pytest.mark.parametrize("op", ["dilate", "erode"])
+def test_the_edit_residual_is_the_edited_rendering_minus_the_rendering(op: str) -> None:
+    spec = MLPSpec.parse("2-16-16-1:sine;w0=30")
+    model = _editor(spec, op).double()
+    space = WeightSpace.random(spec, 3, dtype=torch.float64)
+    conventions = InrConventions()
+    image = mlp_forward(space, conventions.coordinates(torch.float64))[..., 0].reshape(3, 28, 28)
+    edited = edit_images(image, op, size=3)  # the task's own edit, on the whole rendering
+    points = model.probes.coordinates().detach()
+    pixel = torch.cdist(points, conventions.coordinates(torch.float64)).argmin(1)
+    expected = (edited - image).reshape(3, -1)[:, pixel]
+    output = model.probes.outputs(space)[-1]
+    assert torch.allclose(model.probes.edit_residual(space, output), expected, atol=1e-9)
+    assert (expected >= 0).all() if op == "dilate" else (expected <= 0).all()
+
+
+@pytest.mark.parametrize("text", ["2-7-5-1:sine", "2-6-5-4-1:sine"])
+def test_edit_aware_neuron_probes_keep_the_editor_equivariant(text: str) -> None:
+    spec = MLPSpec.parse(text)
+    model = _editor(spec, "dilate").eval()
+    assert equivariance_error(model, spec, as_space=True) <= TOL
+
+
+def test_edit_probe_options_are_checked() -> None:
+    with pytest.raises(DwsError, match=r"model\.probe_edit: 'blur' is not one of dilate, erode"):
+        DWSNetConfig(probes=4, probe_grid=True, probe_edit="blur")
+    with pytest.raises(DwsError, match=r"model\.probe_edit .* needs model\.probe_grid"):
+        DWSNetConfig(probes=4, probe_edit="dilate")
+    with pytest.raises(DwsError, match=r"model\.probe_edit_size must be an odd positive"):
+        DWSNetConfig(probes=4, probe_grid=True, probe_edit="erode", probe_edit_size=4)
+
+
+@pytest.mark.parametrize("text", ["2-7-5-1:sine", "3-4-9-6-2"])
+def test_a_change_in_the_nets_own_scale_is_the_zoo_scaled_change_rescaled(text: str) -> None:
+    spec = MLPSpec.parse(text)
+    config = DWSNetConfig(hidden_channels=4, num_layers=2, output_init_scale=1.0)
+    zoo_scaled = EquivariantDWSNet(spec, config).double().eval()
+    net_scaled = EquivariantDWSNet(spec, DWSNetConfig(**{**config.to_dict(), "delta_scale": "net"}))
+    net_scaled = net_scaled.double().eval()
+    with torch.no_grad():
+        zoo_scaled.normalizer.std.uniform_(0.5, 2.0)
+    net_scaled.load_state_dict(zoo_scaled.state_dict())
+    space = WeightSpace.random(spec, 3, dtype=torch.float64)
+    space = WeightSpace([w * (k + 1) for k, w in enumerate(space.weights)], space.biases, spec)
+    with torch.no_grad():
+        a, b = zoo_scaled(space), net_scaled(space)
+    std = zoo_scaled.normalizer.std
+    for layer, (w, bias) in enumerate(zip(space.weights, space.biases)):
+        rms = torch.cat([w.flatten(1), bias.flatten(1)], dim=1).square().mean(1).sqrt()
+        for k, (before, old, new) in enumerate(
+            [(w, a.weights[layer], b.weights[layer]), (bias, a.biases[layer], b.biases[layer])]
+        ):
+            unit = rms / std[layer + k * spec.depth]
+            unit = unit.reshape([-1] + [1] * (before.dim() - 1))
+            assert torch.allclose(new - before, (old - before) * unit, atol=1e-10)
+    assert equivariance_error(net_scaled, spec, as_space=True) <= TOL
+
+
+def test_delta_scale_is_checked() -> None:
+    with pytest.raises(DwsError, match=r"model\.delta_scale: 'layer' is not one of zoo, net"):
+        DWSNetConfig(delta_scale="layer")
