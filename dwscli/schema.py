@@ -145,6 +145,12 @@ def build_section(
         values[key] = converted
     try:
         return cls(**values)
+    except ConfigError:
+        raise
+    except DwsError as error:  # the dataclass's own check of its values together
+        if source is None:
+            raise
+        raise ConfigError(f"{source}: {error.message}", hint=error.hint) from None
     except TypeError as error:  # a required field is missing
         missing = [
             f.name

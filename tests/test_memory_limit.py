@@ -108,3 +108,22 @@ def test_memory_guard_notices_memory_running_out(monkeypatch: pytest.MonkeyPatch
         except DwsError:
             refused.append(k)
     assert refused and refused[0] <= 8  # noticed at the next refresh, at the latest
+
+
+def test_memory_guard_counts_the_nets_it_admitted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Admitted nets stay in memory: what they hold is taken off the memory left, so the guard
+    reads it again (and would see it run out) once a net would need more than half of what
+    remains, not only every ``refresh`` checks."""
+    spec = MLPSpec.parse("196-256-256-10:relu")
+    model = EquivariantDWSNet(spec, DWSNetConfig(hidden_channels=2, num_layers=1))
+    needed = memory_needed_bytes(model, spec)
+    held = 2 * spec.num_parameters * 4
+    monkeypatch.setenv("DWS_MEMORY_LIMIT", str(2 * needed + 5 * held))
+    reads = []
+    real = streaming.available_memory_bytes
+    monkeypatch.setattr(streaming, "available_memory_bytes", lambda: reads.append(1) or real())
+    guard = MemoryGuard(refresh=1000)
+    for k in range(7):
+        guard.check(Path(f"net{k}.safetensors"), model, spec)
+    # read at the first check, then again once six admitted nets left under 2 x needed
+    assert len(reads) == 2

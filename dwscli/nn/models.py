@@ -97,6 +97,12 @@ class DWSNetConfig:
             )
         if self.delta_scale not in ("zoo", "net"):
             raise DwsError(f"model.delta_scale: {self.delta_scale!r} is not one of zoo, net")
+        if self.delta_scale == "net" and not self.residual:
+            raise DwsError(
+                "model.delta_scale: net scales a change of the input net, but the model is "
+                "not residual",
+                hint="set model.residual: true, or drop delta_scale",
+            )
         if self.probe_edit is not None:
             if self.probe_edit not in PROBE_EDITS:
                 raise DwsError(

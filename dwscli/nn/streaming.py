@@ -143,12 +143,17 @@ class MemoryGuard:
     def __init__(self, refresh: int = 64) -> None:
         self.refresh = refresh
         self._needed: dict[tuple[int, MLPSpec], int] = {}
+        self._models: dict[int, nn.Module] = {}  # held, so that no other model takes an id
         self._available: int | None = None
         self._checks = 0
 
     def check(self, path: Path, model: nn.Module, spec: MLPSpec) -> None:
+        """Refuse (one line) a net that would not fit; a net that passes is taken to stay in
+        memory (the caller keeps what it read), so what it holds counts as used until the
+        memory left is read again."""
         if not isinstance(model, nn.Module):
             return
+        self._models[id(model)] = model
         key = (id(model), spec)
         needed = self._needed.get(key)
         if needed is None:
@@ -159,6 +164,8 @@ class MemoryGuard:
         self._checks += 1
         if self._available is not None:
             _refuse_beyond(path, spec, needed, self._available)
+            # the file's tensors and their float32 copy, which the caller holds from now on
+            self._available -= 2 * spec.num_parameters * _FLOAT_BYTES
 
 
 def blockable(model: nn.Module) -> bool:
@@ -168,6 +175,8 @@ def blockable(model: nn.Module) -> bool:
 
     if isinstance(model, EquivariantDWSNet) and model.probes is not None:
         return False  # neuron probes need every neuron's outputs at once
+    if isinstance(model, EquivariantDWSNet) and model.config.delta_scale != "zoo":
+        return False  # the change's unit is a whole layer's RMS
     return isinstance(model, (InvariantDWSNet, EquivariantDWSNet)) and model.input_templates is None
 
 

@@ -269,14 +269,9 @@ def _model_section(data: Any, source: str | None) -> ModelSettings:
             raise ConfigError(f"{source or 'config'}: model.{key}: set by the task, remove it")
     valid = ["arch", *(f.name for f in fields(arch.options_type) if f.name not in arch.reserved)]
     check_keys(data, valid, "model.", source)
-    try:
-        built = build_section(
-            arch.options_type, options, prefix="model.", source=source, exclude=arch.reserved
-        )
-    except ConfigError:
-        raise
-    except DwsError as error:  # a check of the options together (the dataclass's own)
-        raise ConfigError(f"{source or 'config'}: {error.message}", hint=error.hint) from None
+    built = build_section(
+        arch.options_type, options, prefix="model.", source=source, exclude=arch.reserved
+    )
     return ModelSettings(arch.name, built)
 
 

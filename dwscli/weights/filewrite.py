@@ -151,9 +151,17 @@ def _single_dtype_layout(
     safetensors orders by its own dtype ranking."""
     dtypes = {tensor.dtype for tensor in tensors.values()}
     name = SAFETENSORS_DTYPE_NAMES.get(next(iter(dtypes))) if len(dtypes) == 1 else None
-    if name is None or any(not isinstance(key, str) for key in tensors):
-        return None
+    if name is None or not all(isinstance(key, str) and _utf8(key) for key in tensors):
+        return None  # safetensors' own checks give the message for a name it cannot store
     header: dict[str, Any] = {"__metadata__": _clean_metadata(metadata)}
     for position, key in enumerate(sorted(tensors)):
         header[key] = {"dtype": name, "shape": [1], "data_offsets": [position, position + 1]}
     return header
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

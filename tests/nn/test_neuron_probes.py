@@ -168,3 +168,31 @@ def test_a_change_in_the_nets_own_scale_is_the_zoo_scaled_change_rescaled(text: 
 def test_delta_scale_is_checked() -> None:
     with pytest.raises(DwsError, match=r"model\.delta_scale: 'layer' is not one of zoo, net"):
         DWSNetConfig(delta_scale="layer")
+
+
+def test_a_net_scaled_editor_is_never_run_by_row_blocks() -> None:
+    """The blocked forward scales each block's change by the zoo's spread; an editor whose unit
+    is the whole layer's RMS in the net must run plainly, whatever the budget."""
+    from dwscli.nn.streaming import blockable, forward_within_memory
+
+    spec = MLPSpec.parse("3-9-8-2")
+    config = DWSNetConfig(hidden_channels=4, num_layers=2, output_init_scale=1.0)
+    net_scaled = EquivariantDWSNet(spec, DWSNetConfig(**{**config.to_dict(), "delta_scale": "net"}))
+    assert blockable(EquivariantDWSNet(spec, config)) and not blockable(net_scaled)
+    space = WeightSpace.random(spec, 1)
+    with torch.no_grad():
+        plain = net_scaled.eval()(space)
+        tight = forward_within_memory(net_scaled, space, budget_bytes=1)
+    assert all(torch.equal(a, b) for a, b in zip(plain.tensors(), tight.tensors()))
+
+
+def test_delta_scale_net_needs_a_residual_model() -> None:
+    with pytest.raises(DwsError, match=r"model\.delta_scale: net .* not residual"):
+        DWSNetConfig(delta_scale="net", residual=False)
+
+
+def test_a_cards_bad_model_options_name_the_card() -> None:
+    from dwscli.schema import build_section
+
+    with pytest.raises(DwsError, match=r"^cards/x\.yaml: model\.probe_grid .* has none"):
+        build_section(DWSNetConfig, {"probe_grid": True}, prefix="model.", source="cards/x.yaml")

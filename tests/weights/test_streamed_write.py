@@ -79,3 +79,11 @@ def test_writing_a_checkpoint_holds_no_copy_of_its_bytes(tmp_path: Path) -> None
     }
     _, metadata = read_safetensors_header(written, written.stat().st_size)
     assert written.read_bytes() == serialize(written, tensors, metadata)
+
+
+def test_a_name_safetensors_cannot_store_is_an_error_not_a_broken_file() -> None:
+    from dwscli.errors import DwsError
+
+    tensors = {"ok": torch.zeros(2), "bad\udce9": torch.ones(2)}  # a lone surrogate
+    with pytest.raises(DwsError, match=r"x\.safetensors: cannot serialise the checkpoint"):
+        serialize_chunks(Path("x.safetensors"), tensors, {})
