@@ -488,7 +488,7 @@ def test_experiment_configs_validate(
 @pytest.mark.parametrize(
     ("name", "task", "zoo", "fixture"),
     [
-        ("mnist-inr-dilate", "inr-edit", "zoos/mnist-inr", "inr_zoo"),
+        ("mnist-inr-dilate", "inr-edit", "zoos/mnist-inr-diverse-12k", "inr_zoo"),
         ("mnist-inr-erode", "inr-edit", "zoos/mnist-inr", "inr_zoo"),
         ("mnist-inr-invert", "inr-edit", "zoos/mnist-inr-8k", "inr_zoo"),
         ("sine-embed", "embed", "zoos/sines", "sine_zoo"),
@@ -518,12 +518,14 @@ def test_committed_configs_validate(
         augment = config.train.augment
         assert augment is not None and augment.rotate > 0 and augment.translate > 0
     if config.model.options.probe_grid:
-        # reading at pixel centres only: no augmentation moves the grid, and it starts from
-        # version 1 as that config writes it
+        # version 2, on the recipe-diverse INRs that draw their image, read at pixel centres
+        # only (no augmentation moves the grid); version 1's config writes to runs/experiments
         assert config.train.augment is None and config.train.where == "psnr=25.."
-        assert config.train.init_from == f"runs/experiments/{name}-v1.yaml"
+        assert data["version"] == 2 and config.model.options.probes > 0
         v1 = yaml.safe_load((CONFIGS / "experiments" / f"{name}-v1.yaml").read_text())
         assert v1["output"] == "runs/experiments" and v1["name"] == f"{name}-v1"
+        if task == "inr-classify":  # fine-tuned from version 1 as that config writes it
+            assert config.train.init_from == f"runs/experiments/{name}-v1.yaml"
     if task == "inr-edit":
         assert name == f"mnist-inr-{config.task.options.op}" and config.model.options.residual
     if task == "embed":
