@@ -74,6 +74,14 @@ def test_needed_memory_grows_with_the_net() -> None:
     assert wide <= 8 * 4 * params + 256 * 1024**2  # bounded, not features × channels
 
 
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one each time the memory left is read."""
+    reads: list[int] = []
+    real = streaming.available_memory_bytes
+    monkeypatch.setattr(streaming, "available_memory_bytes", lambda: reads.append(1) or real())
+    return reads
+
+
 def test_memory_guard_refuses_what_check_memory_refuses_reading_memory_less_often(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -81,9 +89,7 @@ def test_memory_guard_refuses_what_check_memory_refuses_reading_memory_less_ofte
     model = EquivariantDWSNet(wide, DWSNetConfig(hidden_channels=16, num_layers=3))
     limit = (memory_needed_bytes(model, small) + memory_needed_bytes(model, wide)) // 2
     monkeypatch.setenv("DWS_MEMORY_LIMIT", str(limit))
-    reads = []
-    real = streaming.available_memory_bytes
-    monkeypatch.setattr(streaming, "available_memory_bytes", lambda: reads.append(1) or real())
+    reads = _count_reads(monkeypatch)
     guard = MemoryGuard(refresh=16)
     for k in range(40):
         guard.check(Path(f"small{k}.safetensors"), model, small)
@@ -119,9 +125,7 @@ def test_memory_guard_counts_the_nets_it_admitted(monkeypatch: pytest.MonkeyPatc
     needed = memory_needed_bytes(model, spec)
     held = 2 * spec.num_parameters * 4
     monkeypatch.setenv("DWS_MEMORY_LIMIT", str(2 * needed + 5 * held))
-    reads = []
-    real = streaming.available_memory_bytes
-    monkeypatch.setattr(streaming, "available_memory_bytes", lambda: reads.append(1) or real())
+    reads = _count_reads(monkeypatch)
     guard = MemoryGuard(refresh=1000)
     for k in range(7):
         guard.check(Path(f"net{k}.safetensors"), model, spec)

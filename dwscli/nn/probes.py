@@ -5,7 +5,7 @@ permutes with them).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -15,8 +15,19 @@ from dwscli.nn.layers import activation_module
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
 
-if TYPE_CHECKING:
-    from dwscli.nn.models import DWSNetConfig
+
+class ProbeOptions(Protocol):
+    """The model options the probes read (a :class:`dwscli.nn.models.DWSNetConfig`)."""
+
+    hidden_channels: int
+    activation: str
+    probes: int
+    probe_features: int
+    probe_labels: bool | None
+    probe_grid: bool
+    probe_edit: str | None
+    probe_edit_size: int
+
 
 #: The edits :class:`NeuronProbes` can read at its probes (``model.probe_edit``).
 PROBE_EDITS = ("dilate", "erode")
@@ -89,7 +100,7 @@ class NeuronProbes(ProbePoints):
     features of the neuron's bias and of the weights into it and out of it.
     """
 
-    def __init__(self, spec: MLPSpec, config: DWSNetConfig) -> None:
+    def __init__(self, spec: MLPSpec, config: ProbeOptions) -> None:
         super().__init__(spec, config.probes, config.probe_grid, learned=True)
         channels, count = config.hidden_channels, config.probes
         self.maps = nn.ParameterList(
@@ -174,7 +185,7 @@ class FunctionalProbes(ProbePoints):
     describing its input. Without labels the inputs are learned with the rest of the model.
     """
 
-    def __init__(self, spec: MLPSpec, config: DWSNetConfig) -> None:
+    def __init__(self, spec: MLPSpec, config: ProbeOptions) -> None:
         count, outputs = config.probes, spec.output_dim
         labelled = outputs > 1 if config.probe_labels is None else config.probe_labels
         super().__init__(spec, count, config.probe_grid, learned=not labelled)

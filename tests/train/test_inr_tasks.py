@@ -478,7 +478,7 @@ def test_experiment_configs_validate(
         "zoos/fmnist-inr",
     )
     config = TrainConfig.from_dict({**data, "zoo": str(inr_zoo)}, source=str(path))
-    edit = "dilate" in path.stem or "invert" in path.stem
+    edit = any(op in path.stem for op in ("dilate", "erode", "invert"))
     assert config.task.name == ("inr-edit" if edit else "inr-classify")
     if path.stem.startswith("mnist-inr-long"):  # every training INR of the full zoo
         assert config.train.max_train_nets == 48000
