@@ -118,17 +118,9 @@ class NeuronProbes(ProbePoints):
     def outputs(self, space: WeightSpace) -> list[Tensor]:
         """Each layer's outputs at the probes, ``[B, N, d_l]`` (after the activation, but for
         the last layer)."""
-        from dwscli.weights.functional import activate
+        from dwscli.weights.functional import layer_outputs
 
-        h = self.coordinates().to(space.dtype)  # [N, d_0], the same points for every net
-        layers = []
-        for layer, (w, b) in enumerate(zip(space.weights, space.biases)):
-            h = torch.einsum("nd,bod->bno", h, w) if layer == 0 else h @ w.transpose(1, 2)
-            h = h + b[:, None, :]
-            if layer < space.spec.depth - 1:
-                h = activate(h, space.spec, layer)
-            layers.append(h)
-        return layers
+        return layer_outputs(space, self.coordinates().to(space.dtype))
 
     def edit_residual(self, space: WeightSpace, output: Tensor) -> Tensor:
         """``[B, N]``: how far the ``probe_edit`` would move each net's output at each probe:

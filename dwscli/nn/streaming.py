@@ -142,8 +142,7 @@ class MemoryGuard:
 
     def __init__(self, refresh: int = 64) -> None:
         self.refresh = refresh
-        self._needed: dict[tuple[int, MLPSpec], int] = {}
-        self._models: dict[int, nn.Module] = {}  # held, so that no other model takes an id
+        self._needed: dict[tuple[nn.Module, MLPSpec], int] = {}  # modules hash by identity
         self._available: int | None = None
         self._checks = 0
 
@@ -153,8 +152,7 @@ class MemoryGuard:
         memory left is read again."""
         if not isinstance(model, nn.Module):
             return
-        self._models[id(model)] = model
-        key = (id(model), spec)
+        key = (model, spec)
         needed = self._needed.get(key)
         if needed is None:
             needed = self._needed[key] = memory_needed_bytes(model, spec)
@@ -173,10 +171,10 @@ def blockable(model: nn.Module) -> bool:
     input templates and baselines run plainly)."""
     from dwscli.nn.models import EquivariantDWSNet, InvariantDWSNet
 
-    if isinstance(model, EquivariantDWSNet) and model.probes is not None:
-        return False  # neuron probes need every neuron's outputs at once
-    if isinstance(model, EquivariantDWSNet) and model.config.delta_scale != "zoo":
-        return False  # the change's unit is a whole layer's RMS
+    if isinstance(model, EquivariantDWSNet) and (
+        model.probes is not None or model.config.delta_scale != "zoo"
+    ):
+        return False  # neuron probes, and a change in units of a layer's RMS, need whole layers
     return isinstance(model, (InvariantDWSNet, EquivariantDWSNet)) and model.input_templates is None
 
 

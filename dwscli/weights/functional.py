@@ -30,8 +30,15 @@ def mlp_forward(space: WeightSpace, inputs: Tensor) -> Tensor:
     ``inputs`` is ``[N, d_0]`` (the same points for every net, e.g. an INR's pixel grid) or
     ``[B, N, d_0]`` (each net its own inputs).
     """
+    return layer_outputs(space, inputs)[-1]
+
+
+def layer_outputs(space: WeightSpace, inputs: Tensor) -> list[Tensor]:
+    """Every layer's outputs ``[B, N, d_l]`` on ``inputs`` (as :func:`mlp_forward`), after the
+    activation but for the last layer: what each neuron computes there."""
     h = inputs.to(space.dtype)
     depth = space.spec.depth
+    layers = []
     for i, (w, b) in enumerate(zip(space.weights, space.biases)):
         if h.dim() == 2:  # shared inputs: one matmul against all nets' first layers at once
             h = torch.einsum("nd,bod->bno", h, w) + b[:, None, :]
@@ -39,4 +46,5 @@ def mlp_forward(space: WeightSpace, inputs: Tensor) -> Tensor:
             h = torch.baddbmm(b[:, None, :], h, w.transpose(1, 2))
         if i < depth - 1:
             h = activate(h, space.spec, i)
-    return h
+        layers.append(h)
+    return layers
