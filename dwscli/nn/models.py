@@ -55,9 +55,10 @@ class DWSNetConfig:
     probe_features: int = 64
     # probes carry their labels (see FunctionalProbes); None: when the nets are classifiers
     probe_labels: bool | None = False
-    # INR zoos: read each net only at pixel centres of the zoo's grid (probe coordinates snapped
-    # to the nearest one). SIRENs can fit their pixels with a function that is noise between
-    # them, and such a net is read correctly only on the grid.
+    # INR and sine zoos: read each net only on the grid it was fitted on (pixel centres; a sine
+    # zoo's evenly spaced inputs), the probe coordinates snapped to the nearest grid point.
+    # SIRENs can fit their grid with a function that is noise between its points, and such a
+    # net is read correctly only on the grid.
     probe_grid: bool = False
     # neuron probes of an INR editor (equivariant models, with probe_grid): also give each
     # neuron how its outputs at the probes line up with what this edit ("dilate" or "erode",
@@ -87,8 +88,18 @@ class DWSNetConfig:
     # input net itself), for zoos whose nets differ in scale: a change the size of the zoo's
     # spread wrecks a net whose weights are ten times smaller
     delta_scale: str = "zoo"
+    # invariant models with functional probes: False leaves out the DWS trunk, so the head
+    # reads only what each net computes at the probes. Two nets that draw the same function get
+    # the same features however they were fitted (optimiser, initialisation, step budget), which
+    # a model that also reads the weights' statistics cannot promise for recipes it never saw.
+    trunk: bool = True
 
     def __post_init__(self) -> None:
+        if not self.trunk and self.probes <= 0:
+            raise DwsError(
+                "model.trunk: false leaves only the functional probes, but the model has none",
+                hint="set model.probes (e.g. 64), or drop trunk: false",
+            )
         if self.probe_grid and self.probes <= 0:
             raise DwsError(
                 "model.probe_grid snaps functional probes to the pixel grid, but the model has "
@@ -245,7 +256,8 @@ class _DWSTrunk(nn.Module):
         self.fixed = FixedShape.of(spec)
         self.config = config
         self.normalizer = WeightNormalizer(spec.depth, squash=config.input_squash)
-        channels = [1] + [config.hidden_channels] * config.num_layers
+        layers = config.num_layers if config.trunk else 0
+        channels = [1] + [config.hidden_channels] * layers
         self.blocks = nn.Sequential(
             *(DWSBlock(self.fixed, a, b, config) for a, b in zip(channels[:-1], channels[1:]))
         )
@@ -291,19 +303,27 @@ class InvariantDWSNet(_DWSTrunk):
     def __init__(self, spec: MLPSpec, config: DWSNetConfig | None = None) -> None:
         config = config or DWSNetConfig()
         super().__init__(spec, config)
-        self.pool = InvariantPooling(
-            self.fixed,
-            config.hidden_channels,
-            fixed_mixing=config.fixed_mixing,
-            stats=config.pooling,
+        self.pool = (
+            InvariantPooling(
+                self.fixed,
+                config.hidden_channels,
+                fixed_mixing=config.fixed_mixing,
+                stats=config.pooling,
+            )
+            if config.trunk
+            else None
         )
         self.probes = FunctionalProbes(spec, config) if config.probes > 0 else None
         probe_width = self.probes.out_features if self.probes is not None else 0
-        sizes = [self.pool.out_features + probe_width, *config.head_hidden, config.out_features]
+        pooled_width = self.pool.out_features if self.pool is not None else 0
+        sizes = [pooled_width + probe_width, *config.head_hidden, config.out_features]
         self.head = invariant_head(sizes, config.activation, config.dropout, norm=config.head_norm)
 
     def embed(self, space: WeightSpace) -> Tensor:
         """The pooled invariant features (before the head): usable as an embedding."""
+        if self.pool is None:  # trunk: false (the config guarantees probes)
+            assert self.probes is not None
+            return self.probes(space)
         pooled = self.pool(self.trunk(space))
         if self.probes is None:
             return pooled
@@ -353,6 +373,12 @@ class EquivariantDWSNet(_DWSTrunk):
 
     def __init__(self, spec: MLPSpec, config: DWSNetConfig | None = None) -> None:
         config = config or DWSNetConfig()
+        if not config.trunk:
+            raise DwsError(
+                "model.trunk: false is for invariant models (an equivariant model's output "
+                "comes from its trunk)",
+                hint="drop trunk: false",
+            )
         super().__init__(spec, config)
         self.output = DWSLayer(
             self.fixed, config.hidden_channels, 1, fixed_mixing=config.fixed_mixing

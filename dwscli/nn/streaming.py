@@ -175,6 +175,8 @@ def blockable(model: nn.Module) -> bool:
         model.probes is not None or model.config.delta_scale != "zoo"
     ):
         return False  # neuron probes, and a change in units of a layer's RMS, need whole layers
+    if isinstance(model, InvariantDWSNet) and model.pool is None:
+        return False  # no trunk: only the functional probes, which read whole nets anyway
     return isinstance(model, (InvariantDWSNet, EquivariantDWSNet)) and model.input_templates is None
 
 

@@ -68,15 +68,20 @@ def init_probes(model: nn.Module, zoo: Zoo, seed: int) -> bool:
 
 
 def set_probe_grid(probes: nn.Module, zoo: Zoo) -> None:
-    """Give grid-snapped probes (``model.probe_grid``) the zoo's pixel grid."""
+    """Give grid-snapped probes (``model.probe_grid``) the grid the zoo's nets were fitted on:
+    an INR zoo's pixel centres, or a sine zoo's ``points`` evenly spaced inputs."""
     conventions = zoo.conventions
+    low, high = _input_range(conventions)
+    if zoo.kind == "sine" and conventions.get("points") and zoo.spec.input_dim == 1:
+        count = torch.tensor([float(conventions["points"])])
+        probes.set_grid(torch.full((1,), low), torch.full((1,), high), count)
+        return
     grid = conventions.get("grid")
     if zoo.kind != "inr" or not grid or zoo.spec.input_dim != 2:
         raise DwsError(
             f"{zoo.path}: model.probe_grid needs an INR zoo of 2-D coordinates on a pixel grid "
-            f"(this is a {zoo.kind} zoo)"
+            f"or a sine zoo of 1-D inputs (this is a {zoo.kind} zoo)"
         )
-    low, high = _input_range(conventions)
     height, width = (int(n) for n in grid)
     # the nets read (x, y): x runs over the grid's width, y over its height
     points = torch.tensor([width, height], dtype=torch.float32)

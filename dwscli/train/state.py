@@ -45,6 +45,7 @@ ABSENT_MEANS: dict[str, Any] = {
     "model.probe_edit": None,
     "model.probe_edit_size": 3,
     "model.delta_scale": "zoo",
+    "model.trunk": True,
     "model.output_init_scale": 0.01,
     "task.clean_weight": 0.0,
     "train.recalibrate_norms": False,

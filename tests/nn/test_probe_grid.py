@@ -11,7 +11,7 @@ from dwscli.data.zoo import Zoo
 from dwscli.data.zoo_make import SineZooConfig, make_sine_zoo
 from dwscli.errors import DwsError
 from dwscli.nn.models import DWSNetConfig, InvariantDWSNet
-from dwscli.train.probes import init_probes
+from dwscli.train.probes import init_probes, set_probe_grid
 from dwscli.weights.inr import InrConventions
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
@@ -58,16 +58,30 @@ def test_a_model_without_a_grid_yet_reads_at_the_learned_points() -> None:
     assert torch.equal(model.probes.coordinates(), model.probes.inputs)
 
 
-def test_a_zoo_without_a_pixel_grid_is_a_one_line_error(tmp_path: Path) -> None:
+def test_a_sine_zoo_snaps_the_probes_to_its_fitted_points(tmp_path: Path) -> None:
     out = tmp_path / "sines"
     config = SineZooConfig(spec="1-8-8-1:sine;w0=30", points=16, steps=5, chunk=8, compiled=False)
     make_sine_zoo(out, count=8, config=config, shard_size=8)
+    spec = MLPSpec.parse("1-8-8-1:sine;w0=30")
     model = InvariantDWSNet(
-        MLPSpec.parse("1-8-8-1:sine;w0=30"),
-        DWSNetConfig(hidden_channels=4, num_layers=1, probes=4, probe_grid=True),
+        spec, DWSNetConfig(hidden_channels=4, num_layers=1, probes=6, probe_grid=True)
     )
-    with pytest.raises(DwsError, match=r"model\.probe_grid needs an INR zoo"):
-        init_probes(model, Zoo.open(out), seed=0)
+    assert init_probes(model, Zoo.open(out), seed=0)
+    points = torch.linspace(-1.0, 1.0, 16).double()  # where the zoo's nets were fitted
+    where = model.probes.coordinates().detach().double()[:, 0]
+    nearest = (model.probes.inputs.detach().double() - points).abs().argmin(1)
+    assert torch.allclose(where, points[nearest], atol=1e-6)
+    assert not torch.allclose(where, model.probes.inputs.detach().double()[:, 0])
+
+
+def test_a_zoo_without_a_grid_is_a_one_line_error(da_zoo: Path) -> None:
+    zoo = Zoo.open(da_zoo)  # classifiers: their inputs are images, not a grid of coordinates
+    model = InvariantDWSNet(
+        zoo.spec, DWSNetConfig(hidden_channels=4, num_layers=1, probes=4, probe_grid=True)
+    )
+    model.probes.grid = True
+    with pytest.raises(DwsError, match=r"model\.probe_grid needs an INR zoo .* or a sine zoo"):
+        set_probe_grid(model.probes, zoo)
 
 
 def test_probe_grid_without_probes_is_a_one_line_config_error(

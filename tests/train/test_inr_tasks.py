@@ -379,6 +379,49 @@ def test_pooled_embedding_is_the_pooled_features(
     assert torch.allclose(a, b, atol=1e-10)
 
 
+@pytest.fixture(scope="module")
+def function_embed_run(sine_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    """``trunk: false`` with ``probe_grid``: the embedding is the probes' features alone, read
+    where the sines were fitted."""
+    out = tmp_path_factory.mktemp("embed-function")
+    config = embed_config(sine_zoo, out)
+    config["name"] = "tiny-embed-function"
+    config["task"] = {**config["task"], "embedding": "pooled"}
+    config["model"] = {
+        "arch": "dws", "probes": 8, "probe_features": 12, "probe_grid": True, "trunk": False,
+        "head_hidden": [16],
+    }  # fmt: skip
+    config["train"] = {**config["train"], "epochs": 3}
+    return train(TrainConfig.from_dict(config))
+
+
+def test_function_only_embedding_reads_the_sines_on_their_grid(
+    function_embed_run: TrainResult, sine_zoo: Path, tmp_path: Path
+) -> None:
+    from dwscli.processors.embed import compute_embeddings
+
+    card = yaml.safe_load(function_embed_run.processor.read_text())
+    assert card["model"]["config"]["trunk"] is False and card["output"]["dim"] == 12
+    model = _model(function_embed_run, sine_zoo, "invariant", 8)
+    assert model.pool is None and card["model"]["parameters"] == sum(
+        p.numel() for p in model.parameters()
+    )
+    # the probes sit on the zoo's 64 fitted points, as the saved processor keeps them
+    grid = torch.linspace(-1, 1, 64, dtype=F64)
+    where = model.probes.coordinates().detach()[:, 0]
+    assert torch.cdist(where[:, None], grid[:, None]).amin(1).max() < 1e-6
+    zoo = Zoo.open(sine_zoo)
+    ids = zoo.splits["test"][:4]
+    space = zoo.get(ids, dtype=F64)
+    with torch.no_grad():
+        embedded = model.embed(space)
+    paths = zoo.export(ids, tmp_path / "nets")
+    result = compute_embeddings(paths, processor=str(function_embed_run.processor), device="cpu")
+    assert result.vectors.shape == (4, 12)
+    assert torch.allclose(result.vectors.double(), embedded, atol=1e-5)
+    assert math.isfinite(function_embed_run.metrics["test"]["probe_mse"])
+
+
 def test_embed_views_and_loss(sine_zoo: Path) -> None:
     task = EmbedTask(EmbedOptions(noise=0.1, dropout=0.2), Zoo.open(sine_zoo))
     space = Zoo.open(sine_zoo).load("val").space
@@ -456,7 +499,9 @@ def test_experiment_configs_validate(
     data = yaml.safe_load(path.read_text())
     assert data["name"] == path.stem
     if path.stem.startswith("sine-embed"):
-        assert data["zoo"] == "zoos/sines-diverse"
+        # version 2 of the shipped one was trained on the one-recipe zoo
+        trained_on = "zoos/sines" if path.stem == "sine-embed-v2" else "zoos/sines-diverse"
+        assert data["zoo"] == trained_on
         config = TrainConfig.from_dict({**data, "zoo": str(sine_zoo)}, source=str(path))
         assert config.task.name == "embed"
         get_arch(config.model.arch)
@@ -491,7 +536,7 @@ def test_experiment_configs_validate(
         ("mnist-inr-dilate", "inr-edit", "zoos/mnist-inr-diverse-12k", "inr_zoo"),
         ("mnist-inr-erode", "inr-edit", "zoos/mnist-inr", "inr_zoo"),
         ("mnist-inr-invert", "inr-edit", "zoos/mnist-inr-8k", "inr_zoo"),
-        ("sine-embed", "embed", "zoos/sines", "sine_zoo"),
+        ("sine-embed", "embed", "zoos/sines-diverse", "sine_zoo"),
         ("mnist-inr-classify", "inr-classify", "zoos/mnist-inr-diverse-12k", "inr_zoo"),
         ("fmnist-inr-classify", "inr-classify", "zoos/fmnist-inr-diverse", "inr_zoo"),
     ],
@@ -517,7 +562,7 @@ def test_committed_configs_validate(
     if task == "inr-classify" and not config.model.options.probe_grid:
         augment = config.train.augment
         assert augment is not None and augment.rotate > 0 and augment.translate > 0
-    if config.model.options.probe_grid:
+    if config.model.options.probe_grid and task != "embed":
         # version 2, on the recipe-diverse INRs that draw their image, read at pixel centres
         # only (no augmentation moves the grid); version 1's config writes to runs/experiments
         assert config.train.augment is None and config.train.where == "psnr=25.."
@@ -531,3 +576,10 @@ def test_committed_configs_validate(
     if task == "embed":
         assert config.task.options.labels == ["a", "b"]
         assert config.task.options.embedding == "pooled"
+        # version 3: what the sines compute on their grid, no trunk, on the sines that fit;
+        # version 2's config writes to runs/experiments
+        model = config.model.options
+        assert not model.trunk and model.probe_grid and model.probes > 0
+        assert config.train.where == "mse=..0.1" and data["version"] == 3
+        v2 = yaml.safe_load((CONFIGS / "experiments" / f"{name}-v2.yaml").read_text())
+        assert v2["output"] == "runs/experiments" and v2["name"] == f"{name}-v2"
