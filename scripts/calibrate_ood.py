@@ -52,6 +52,9 @@ def calibrate(
     section = zoo_section(zoo, limit=limit, **extra)
     if not dry_run:
         mapping = card.to_mapping()
+        features = (mapping.get("ood") or {}).get("features")
+        if features is not None:  # the feature check is the trainer's; it stays as it was
+            section = {**section, "features": features}
         mapping["ood"] = section
         text = ProcessorCard.from_mapping(mapping, path=card_path).to_yaml()
         atomic_write_bytes(card_path, text.encode("utf-8"), force=True)

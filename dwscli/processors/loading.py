@@ -18,6 +18,7 @@ from dwscli.processors.card import ProcessorCard
 if TYPE_CHECKING:  # imported for types only: this module stays light for `dws processors`
     from torch import nn
 
+    from dwscli.processors.feature_ood import FeatureProfile
     from dwscli.processors.ood import OodProfile
     from dwscli.weights.spec import MLPSpec
 
@@ -30,6 +31,8 @@ class Processor:
     model: nn.Module
     path: Path
     ood: OodProfile | None = None  # from the card's ``ood`` section; None when it has none
+    # the check of its pooled features (the card's ``ood.features``), when it records one
+    feature_ood: FeatureProfile | None = None
 
     @property
     def name(self) -> str:
@@ -97,6 +100,15 @@ def load_processor(name_or_path: str, *, device: str = "cpu") -> Processor:
         state = load_file(str(weights_path), device=device)
     except Exception as error:  # safetensors raises several error types
         raise DwsError(f"{weights_path}: cannot read processor weights ({error})") from error
+    from dwscli.processors.feature_ood import TENSOR_PREFIX, FeatureProfile
+
+    checks = {k: state.pop(k) for k in list(state) if k.startswith(TENSOR_PREFIX)}
+    section = (card.ood or {}).get("features")
+    feature_ood = None
+    if section is not None:
+        if not isinstance(section, dict):
+            raise DwsError(f"{card_path}: ood.features: expected a mapping")
+        feature_ood = FeatureProfile.from_tensors(checks, section, str(weights_path))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise DwsError(
@@ -104,4 +116,4 @@ def load_processor(name_or_path: str, *, device: str = "cpu") -> Processor:
             f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)"
         )
     model.to(device).eval()
-    return Processor(card, model, card_path, profile)
+    return Processor(card, model, card_path, profile, feature_ood)

@@ -328,6 +328,28 @@ def flagged_fraction(profile: OodProfile, statistics: Tensor) -> float:
     return float((profile.scores(statistics) > profile.threshold).double().mean())
 
 
+def described_check(
+    fields: Mapping[str, Any],
+    threshold: float,
+    *,
+    fitted_on: Mapping[str, Any],
+    calibrated_on: Mapping[str, Any],
+    checked_on: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A check's card section: ``fields``, its threshold and where it was fitted, calibrated
+    and checked (shared by the weights check and the feature check)."""
+    section: dict[str, Any] = {
+        **fields,
+        "threshold": threshold,
+        "flag_fraction": FLAG_FRACTION,
+        "fitted_on": dict(fitted_on),
+        "calibrated_on": dict(calibrated_on),
+    }
+    if checked_on is not None:
+        section["checked_on"] = dict(checked_on)
+    return section
+
+
 def profile_section(
     profile: OodProfile,
     *,
@@ -337,16 +359,13 @@ def profile_section(
     **extra: Any,
 ) -> dict[str, Any]:
     """The card's ``ood`` section for ``profile``, with where it came from."""
-    section: dict[str, Any] = {
-        "method": METHOD,
-        "statistics": list(STATISTICS),
-        "threshold": profile.threshold,
-        "flag_fraction": FLAG_FRACTION,
-        "fitted_on": dict(fitted_on),
-        "calibrated_on": dict(calibrated_on),
-    }
-    if checked_on is not None:
-        section["checked_on"] = dict(checked_on)
+    section = described_check(
+        {"method": METHOD, "statistics": list(STATISTICS)},
+        profile.threshold,
+        fitted_on=fitted_on,
+        calibrated_on=calibrated_on,
+        checked_on=checked_on,
+    )
     section.update(extra)
     section["centre"] = {n: float(v) for n, v in zip(profile.names, profile.centre.tolist())}
     section["scale"] = {n: float(v) for n, v in zip(profile.names, profile.scale.tolist())}
@@ -476,6 +495,7 @@ __all__ = [
     "build_section",
     "calibrated_threshold",
     "collect_statistics",
+    "described_check",
     "fit_profile",
     "flagged_fraction",
     "net_statistics",

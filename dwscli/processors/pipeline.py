@@ -210,11 +210,39 @@ def assess(
     profile = chunk[0].processor.ood if chunk else None
     if profile is None:
         return
-    for item, result in zip(chunk, profile.assess(space)):
+    results = profile.assess(space)
+    feature_check = chunk[0].processor.feature_ood
+    if feature_check is not None:
+        results = with_feature_check(results, chunk[0].processor, space)
+    for item, result in zip(chunk, results):
         item.ood = result
         if not result.in_distribution and on_warning is not None:
             path = item.checkpoint.path
             on_warning(path, warning_text(path, item.processor.name, result))
+
+
+def with_feature_check(
+    results: list[OodResult], processor: Processor, space: WeightSpace
+) -> list[OodResult]:
+    """The weight-statistics results, with the nets that pass them but whose pooled features
+    the card's feature check flags marked out of distribution (the score stays the weights')."""
+    from dwscli.nn.models import pooled_features
+    from dwscli.processors.feature_ood import reason
+
+    check, embed = processor.feature_ood, pooled_features(processor.model)
+    if check is None or embed is None:
+        return results
+    parameter = next(processor.model.parameters(), None)
+    if parameter is not None:
+        space = space.to(device=parameter.device, dtype=parameter.dtype)
+    with torch.no_grad():
+        scores = check.scores(embed(space))
+    marked = []
+    for result, score in zip(results, scores.tolist()):
+        if result.in_distribution and not score <= check.threshold:
+            result = OodResult(result.score, False, reason(score, check.threshold))
+        marked.append(result)
+    return marked
 
 
 def report(path: Path, error: DwsError, fail_fast: bool, on_error: ErrorHandler | None) -> None:

@@ -139,13 +139,19 @@ def _plain(data: Any) -> Any:
 
 
 def write_processor(
-    output: Path, name: str, card: Mapping[str, Any], model: nn.Module
+    output: Path,
+    name: str,
+    card: Mapping[str, Any],
+    model: nn.Module,
+    extra: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[Path, Path]:
-    """Write the model's state dict and its card; returns ``(card_path, weights_path)``."""
+    """Write the model's state dict (and ``extra`` tensors beside it, such as the feature
+    check's) and its card; returns ``(card_path, weights_path)``."""
     import safetensors.torch
 
     output.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tensors.update(extra or {})
     metadata = {
         "dws.processor": name,
         "dws.task": str(card.get("task")),

@@ -88,6 +88,10 @@ class TrainSettings:
     # train, select and test only on the nets whose recorded recipe, fit metric or label meets
     # this (dws evaluate --where syntax), e.g. "psnr=25..": nets that draw their image
     where: str | None = None
+    # invariant models: also check each input's pooled features against the training nets'
+    # (dwscli.processors.feature_ood), with a subspace of this many principal directions
+    # (0: the weight-statistics check only)
+    ood_features: int = 0
 
     def check(self, source: str | None) -> None:
         positive = ("epochs", "batch_size", "eval_every", "normalizer_nets")
@@ -100,7 +104,7 @@ class TrainSettings:
                 raise ConfigError(f"{source}: train.{key}: must be at least 1 (or null)")
         if self.lr <= 0:
             raise ConfigError(f"{source}: train.lr: must be positive")
-        for key in ("weight_decay", "warmup_steps", "seed"):
+        for key in ("weight_decay", "warmup_steps", "seed", "ood_features"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{source}: train.{key}: must be at least 0")
         if self.grad_clip is not None and self.grad_clip <= 0:

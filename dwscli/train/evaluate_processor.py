@@ -47,6 +47,7 @@ from dwscli.processors.pipeline import (
 )
 from dwscli.train.netstore import ShardMaps, SplitNets
 from dwscli.train.tasks import Task
+from dwscli.weights.space import WeightSpace
 
 #: The splits ``--split`` accepts (``all``: every net of the zoo, split by split).
 SPLIT_CHOICES = ("test", "val", "train", HELDOUT_SPLIT, "all")
@@ -142,6 +143,20 @@ def chosen_splits(zoo: Zoo, split: str) -> list[str]:
     if not names:
         raise DwsError(f"{zoo.path}: the {split} split is empty")
     return names
+
+
+def feature_flagged(processor: Processor, space: WeightSpace) -> Tensor:
+    """``[B]`` bool: the nets the card's feature check flags (see
+    :mod:`dwscli.processors.feature_ood`)."""
+    from dwscli.nn.models import pooled_features
+    from dwscli.processors.feature_ood import flagged
+
+    embed, check = pooled_features(processor.model), processor.feature_ood
+    assert embed is not None and check is not None
+    parameter = next(processor.model.parameters())
+    with torch.no_grad():
+        features = embed(space.to(device=parameter.device, dtype=parameter.dtype))
+    return flagged(check, features)
 
 
 def nets_meeting(zoo: Zoo, ids: list[str], where: str) -> set[str]:
@@ -292,6 +307,7 @@ def evaluate(
     collected: list[dict[str, Tensor]] = []
     records: list[dict[str, Any]] = []
     statistics: list[Tensor] = []
+    feature_flags: list[Tensor] = []  # the card's feature check, when it records one
     for part in parts:
         task.check_targets(part.name, part.targets, part.ids)
         positions = torch.tensor(
@@ -309,16 +325,27 @@ def evaluate(
             statistics.extend(
                 net_statistics(part.batch(chunk).space) for chunk in positions.split(1024)
             )
+        if processor.ood is not None and processor.feature_ood is not None:
+            feature_flags.extend(
+                feature_flagged(processor, part.batch(chunk).space)
+                for chunk in positions.split(1024)
+            )
     values = {key: torch.cat([c[key] for c in collected]) for key in collected[0]}
     flags: Tensor | None = None
     ood = None
     if processor.ood is not None:
         scores = processor.ood.scores(torch.cat(statistics))
         flags = scores > processor.ood.threshold
+        ood = {}
+        if feature_flags:
+            by_features = torch.cat(feature_flags) & ~flags
+            flags = flags | by_features
+            ood["flagged_by_features"] = int(by_features.sum())
         ood = {
             "flagged_fraction": round(float(flags.double().mean()), 4),
             "flagged": int(flags.sum()),
             "threshold": processor.ood.threshold,
+            **ood,
         }
 
     result = Evaluation(

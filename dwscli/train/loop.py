@@ -30,6 +30,7 @@ from dwscli.data.zoo_splits import split_records
 from dwscli.errors import DwsError
 from dwscli.nn.archs import get_arch
 from dwscli.nn.heads import live_head_units, net_batch_norms, recalibrate_batch_norms
+from dwscli.nn.models import pooled_features
 from dwscli.train import card as cards
 from dwscli.train import data, distributed
 from dwscli.train.augment import augment_batch, check_zoo, input_range
@@ -99,6 +100,12 @@ class Trainer:
         self.model: nn.Module = self.arch.build(
             self.zoo.spec, self.task.kind, config.model.options, self.task.out_features
         )
+        if s.ood_features and pooled_features(self.model) is None:
+            raise DwsError(
+                f"{config.source or config.name}: train.ood_features checks an invariant "
+                f"model's pooled features, and {type(self.model).__name__} has none",
+                hint="drop train.ood_features",
+            )
         fit_batch = self.train_nets.batch(self.sample_positions)
         self.arch.fit_normalizer(self.model, fit_batch.space)
         init_probes(self.model, self.zoo, s.seed)
@@ -438,8 +445,12 @@ class Trainer:
         baselines = self.fit_baselines()
         card_path, weights_path = config.processor_path, config.weights_path
         if self.env.is_main:
+            card = self.card(metrics, baselines)
+            extra: dict[str, Tensor] = {}
+            if self.settings.ood_features:
+                card["ood"]["features"], extra = self.feature_check()
             card_path, weights_path = cards.write_processor(
-                config.output, config.name, self.card(metrics, baselines), self.model
+                config.output, config.name, card, self.model, extra
             )
         distributed.barrier(self.env)
         return TrainResult(
@@ -461,6 +472,50 @@ class Trainer:
             history=self.history,
             baselines=baselines,
         )
+
+    @torch.no_grad()
+    def features(self, nets: SplitNets) -> Tensor:
+        """The model's pooled features of (up to 5,000, evenly spaced) nets of a split."""
+        from dwscli.processors.ood import MAX_NETS_PER_SPLIT
+
+        embed = pooled_features(self.model)
+        assert embed is not None  # checked when the trainer started
+        self.model.eval()
+        count = len(nets)
+        picks = torch.linspace(0, count - 1, min(count, MAX_NETS_PER_SPLIT)).round().long()
+        parts = [
+            embed(nets.batch(chunk).space.to(self.device)).float().cpu()
+            for chunk in picks.unique().split(1024)
+        ]
+        return torch.cat(parts)
+
+    def feature_check(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        """The card's ``ood.features`` section and the weights file's tensors for it: the
+        subspace fitted on the training nets' features, the threshold calibrated on the
+        validation nets', the flagged fraction checked on the test nets'."""
+        from dwscli.processors.feature_ood import feature_section, fit_feature_profile, flagged
+
+        chosen = {"where": self.settings.where} if self.settings.where is not None else {}
+        train, val = self.features(self.train_nets), self.features(self.val_nets)
+        profile = fit_feature_profile(train, val, self.settings.ood_features)
+        test = self.features(self.test_nets)
+        section = feature_section(
+            profile,
+            fitted_on={"split": "train", **chosen, "nets": len(train)},
+            calibrated_on={
+                "split": "val",
+                **chosen,
+                "nets": len(val),
+                "flagged": round(float(flagged(profile, val).double().mean()), 4),
+            },
+            checked_on={
+                "split": "test",
+                **chosen,
+                "nets": len(test),
+                "flagged": round(float(flagged(profile, test).double().mean()), 4),
+            },
+        )
+        return section, profile.tensors()
 
     def fit_baselines(self) -> BaselineMetrics:
         """The task's baselines on the same train/test nets, fitted once (on rank 0) and

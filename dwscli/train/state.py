@@ -27,6 +27,7 @@ RESUMABLE_CHANGES = frozenset(
         "train.patience",
         "train.device",
         "train.eval_batch_size",
+        "train.ood_features",
         "description",
         "version",
     }
@@ -49,6 +50,7 @@ ABSENT_MEANS: dict[str, Any] = {
     "model.output_init_scale": 0.01,
     "task.clean_weight": 0.0,
     "train.recalibrate_norms": False,
+    "train.ood_features": 0,
 }
 
 

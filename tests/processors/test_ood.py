@@ -398,3 +398,38 @@ def test_calibrate_script_refuses_a_zoo_that_does_not_fit(
     assert _calibrate_script().main([str(card_path), str(da_zoo)]) == 1
     assert capsys.readouterr().err.startswith(f"error: {da_zoo}: a 16-8-8-10:relu zoo does not")
     assert card_path.read_text() == text
+
+
+def test_calibrate_script_keeps_a_feature_check(tmp_path: Path, da_zoo: Path) -> None:
+    """Recalibrating the weights check leaves the trainer's feature check (card section and
+    weights-file tensors) as it was, and the processor still loads with it."""
+    from safetensors.torch import load_file, save_file
+
+    from dwscli.data.zoo import Zoo
+    from dwscli.nn.models import pooled_features
+    from dwscli.processors.feature_ood import feature_section, fit_feature_profile
+
+    zoo = Zoo.open(da_zoo)
+    card_path = _write_processor(tmp_path, "feat", "accuracy", zoo.spec)
+    script = _calibrate_script()
+    assert script.main([str(card_path), str(da_zoo)]) == 0
+    model = load_processor(str(card_path)).model
+    embed = pooled_features(model)
+    assert embed is not None
+    with torch.no_grad():
+        train, val = embed(zoo.get(zoo.ids("train"))), embed(zoo.get(zoo.ids("val")))
+    profile = fit_feature_profile(train, val, components=2)
+    weights = card_path.with_suffix(".safetensors")
+    save_file({**load_file(str(weights)), **profile.tensors()}, str(weights))
+    card = yaml.safe_load(card_path.read_text())
+    card["ood"]["features"] = feature_section(
+        profile, fitted_on={"split": "train"}, calibrated_on={"split": "val"}
+    )
+    card_path.write_text(yaml.safe_dump(card, sort_keys=False))
+    assert load_processor(str(card_path)).feature_ood is not None
+
+    assert script.main([str(card_path), str(da_zoo)]) == 0
+    after = yaml.safe_load(card_path.read_text())
+    assert after["ood"]["features"] == card["ood"]["features"]
+    loaded = load_processor(str(card_path)).feature_ood
+    assert loaded is not None and loaded.threshold == profile.threshold

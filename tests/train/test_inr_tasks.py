@@ -4,6 +4,7 @@ NT-Xent, the symmetry of the trained models, config errors, and the committed IN
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +177,9 @@ def _model(result: TrainResult, zoo: Path, kind: str, out_features: int) -> torc
     arch = get_arch(card["model"]["arch"])
     config = {k: v for k, v in card["model"]["config"].items() if k not in arch.reserved}
     model = arch.build(Zoo.open(zoo).spec, kind, arch.options_type(**config), out_features)
-    model.load_state_dict(load_file(str(result.weights)))
+    state = load_file(str(result.weights))
+    # the feature check's tensors ride along in the file; they are not the model's
+    model.load_state_dict({k: v for k, v in state.items() if not k.startswith("ood_features.")})
     return model.double().eval()
 
 
@@ -391,7 +394,7 @@ def function_embed_run(sine_zoo: Path, tmp_path_factory: pytest.TempPathFactory)
         "arch": "dws", "probes": 8, "probe_features": 12, "probe_grid": True, "trunk": False,
         "head_hidden": [16],
     }  # fmt: skip
-    config["train"] = {**config["train"], "epochs": 3}
+    config["train"] = {**config["train"], "epochs": 3, "ood_features": 3}
     return train(TrainConfig.from_dict(config))
 
 
@@ -420,6 +423,58 @@ def test_function_only_embedding_reads_the_sines_on_their_grid(
     assert result.vectors.shape == (4, 12)
     assert torch.allclose(result.vectors.double(), embedded, atol=1e-5)
     assert math.isfinite(function_embed_run.metrics["test"]["probe_mse"])
+
+
+def test_the_feature_check_is_written_loaded_and_flags_nets(
+    function_embed_run: TrainResult, sine_zoo: Path, tmp_path: Path
+) -> None:
+    """``train.ood_features``: the card's ``ood.features`` and the weights file's subspace;
+    the processor commands and ``dws evaluate`` flag the nets it puts far off."""
+    from safetensors import safe_open
+
+    from dwscli import api
+    from dwscli.processors.embed import compute_embeddings
+    from dwscli.processors.feature_ood import TENSOR_PREFIX
+    from dwscli.processors.loading import load_processor
+
+    card = yaml.safe_load(function_embed_run.processor.read_text())
+    section = card["ood"]["features"]
+    assert section["components"] == 3 and section["dim"] == 12 and section["threshold"] > 0
+    assert section["calibrated_on"]["split"] == "val" and section["checked_on"]["split"] == "test"
+    with safe_open(str(function_embed_run.weights), "pt") as stored:
+        assert {f"{TENSOR_PREFIX}mean", f"{TENSOR_PREFIX}basis"} <= set(stored.keys())
+    processor = load_processor(str(function_embed_run.processor))
+    assert processor.feature_ood is not None
+    assert processor.feature_ood.basis.shape == (3, 12)
+
+    # held in: the processor's own test nets pass (the weights check, then the features')
+    zoo = Zoo.open(sine_zoo)
+    paths = zoo.export(zoo.splits["test"][:4], tmp_path / "nets")
+    kept = compute_embeddings(paths, processor=str(function_embed_run.processor), device="cpu")
+    assert [row["in_distribution"] for row in kept.ood] == [True] * 4
+    # the same processor with a feature threshold no net meets: every input is flagged, with a
+    # warning naming the file and saying the features are off (the score stays the weights')
+    strict_dir = tmp_path / "strict"
+    strict_dir.mkdir()
+    card["ood"]["features"]["threshold"] = 1e-9
+    (strict_dir / "strict.yaml").write_text(yaml.safe_dump({**card, "name": "strict"}))
+    shutil.copy(function_embed_run.weights, strict_dir / "strict.safetensors")
+    warnings: list[str] = []
+    flagged = compute_embeddings(
+        paths,
+        processor=str(strict_dir / "strict.yaml"),
+        device="cpu",
+        on_warning=lambda path, text: warnings.append(text),
+    )
+    assert flagged.out_of_distribution == [str(p) for p in paths]
+    assert [row["ood_score"] for row in flagged.ood] == [row["ood_score"] for row in kept.ood]
+    assert len(warnings) == 4 and all(str(p) in w for p, w in zip(paths, warnings))
+    assert all("unlike the training nets'" in w for w in warnings)
+    strict = api.evaluate(str(strict_dir / "strict.yaml"), sine_zoo, split="test")
+    assert strict.ood is not None and strict.ood["flagged_fraction"] == 1.0
+    assert strict.ood["flagged_by_features"] == strict.nets
+    evaluated = api.evaluate(str(function_embed_run.processor), sine_zoo, split="test")
+    assert evaluated.ood is not None and "flagged_by_features" in evaluated.ood
 
 
 def test_embed_views_and_loss(sine_zoo: Path) -> None:
@@ -583,3 +638,14 @@ def test_committed_configs_validate(
         assert config.train.where == "mse=..0.1" and data["version"] == 3
         v2 = yaml.safe_load((CONFIGS / "experiments" / f"{name}-v2.yaml").read_text())
         assert v2["output"] == "runs/experiments" and v2["name"] == f"{name}-v2"
+
+
+def test_a_feature_check_needs_pooled_features(inr_zoo: Path, tmp_path: Path) -> None:
+    """An editor has no pooled features to check: a one-line error before any training."""
+    config = edit_config(inr_zoo, tmp_path)
+    config["train"] = {**config["train"], "ood_features": 4}
+    with pytest.raises(DwsError, match=r"train\.ood_features checks an invariant model"):
+        train(TrainConfig.from_dict(config))
+    config["train"]["ood_features"] = -1
+    with pytest.raises(DwsError, match=r"train\.ood_features: must be at least 0"):
+        TrainConfig.from_dict(config)
