@@ -100,6 +100,11 @@ class DWSNetConfig:
                 "model.trunk: false leaves only the functional probes, but the model has none",
                 hint="set model.probes (e.g. 64), or drop trunk: false",
             )
+        if not self.trunk and self.input_templates > 0:
+            raise DwsError(
+                "model.input_templates feed the DWS trunk, which trunk: false leaves out",
+                hint="drop input_templates, or trunk: false",
+            )
         if self.probe_grid and self.probes <= 0:
             raise DwsError(
                 "model.probe_grid snaps functional probes to the pixel grid, but the model has "

@@ -56,15 +56,21 @@ class FeatureProfile:
 
     @classmethod
     def from_tensors(
-        cls, tensors: Mapping[str, Tensor], section: Mapping[str, Any], source: str
+        cls,
+        tensors: Mapping[str, Tensor],
+        section: Mapping[str, Any],
+        source: str,
+        weights_source: str | None = None,
     ) -> FeatureProfile:
-        """The profile from the weights file's tensors and the card's ``ood.features``."""
+        """The profile from the weights file's tensors and the card's ``ood.features``
+        (``source``: the card, named in errors; ``weights_source``: the weights file)."""
+        stored = weights_source or source
         try:
             mean = tensors[f"{TENSOR_PREFIX}mean"].to("cpu", torch.float64)
             basis = tensors[f"{TENSOR_PREFIX}basis"].to("cpu", torch.float64)
         except KeyError as missing:
             raise DwsError(
-                f"{source}: the card's ood.features needs tensor {missing.args[0]} in the "
+                f"{stored}: the card's ood.features needs tensor {missing.args[0]} in the "
                 "weights file"
             ) from None
         threshold = section.get("threshold")
@@ -73,7 +79,15 @@ class FeatureProfile:
         if not (math.isfinite(threshold) and threshold > 0):
             raise DwsError(f"{source}: ood.features.threshold: expected a positive number")
         if mean.dim() != 1 or basis.dim() != 2 or basis.shape[1] != mean.shape[0]:
-            raise DwsError(f"{source}: ood.features: the mean and basis shapes do not match")
+            raise DwsError(f"{stored}: ood.features: the mean and basis shapes do not match")
+        for key, size in (("dim", mean.shape[0]), ("components", basis.shape[0])):
+            if key in section and section[key] != size:
+                raise DwsError(
+                    f"{source}: ood.features.{key} is {section[key]!r}, but the weights file's "
+                    f"check has {size}"
+                )
+        if not (bool(mean.isfinite().all()) and bool(basis.isfinite().all())):
+            raise DwsError(f"{stored}: ood.features: the stored check is not finite")
         return cls(mean, basis, float(threshold))
 
 

@@ -108,7 +108,16 @@ def load_processor(name_or_path: str, *, device: str = "cpu") -> Processor:
     if section is not None:
         if not isinstance(section, dict):
             raise DwsError(f"{card_path}: ood.features: expected a mapping")
-        feature_ood = FeatureProfile.from_tensors(checks, section, str(weights_path))
+        from dwscli.nn.models import pooled_features
+
+        if pooled_features(model) is None:
+            raise DwsError(
+                f"{card_path}: ood.features checks pooled features, and a "
+                f"{card.model.arch} {card.model.kind} model has none"
+            )
+        feature_ood = FeatureProfile.from_tensors(
+            checks, section, str(card_path), str(weights_path)
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise DwsError(

@@ -235,8 +235,9 @@ def with_feature_check(
     parameter = next(processor.model.parameters(), None)
     if parameter is not None:
         space = space.to(device=parameter.device, dtype=parameter.dtype)
-    with torch.no_grad():
-        scores = check.scores(embed(space))
+    features = forward_within_memory(embed, space)
+    assert isinstance(features, torch.Tensor)
+    scores = check.scores(features)
     marked = []
     for result, score in zip(results, scores.tolist()):
         if result.in_distribution and not score <= check.threshold:

@@ -67,7 +67,8 @@ class Evaluation:
     metrics: dict[str, float]
     #: the card's metrics for this split (measured by ``dws train`` on the training zoo)
     card_metrics: dict[str, float] | None = None
-    #: ``{"flagged_fraction", "flagged", "threshold"}``; None when the card has no profile
+    #: ``{"flagged_fraction", "flagged", "threshold"}`` (and ``flagged_by_features`` when the
+    #: card has a feature check); None when the card has no profile
     ood: dict[str, Any] | None = None
     #: ``{field: {value: {"nets", "metrics", "flagged_fraction"}}}``
     by: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)

@@ -444,11 +444,13 @@ class Trainer:
             metrics[HELDOUT_SPLIT] = self.evaluate(self.heldout_nets)
         baselines = self.fit_baselines()
         card_path, weights_path = config.processor_path, config.weights_path
+        # on every rank, so that a failure stops them all (not rank 0 alone at the barrier)
+        check = self.feature_check() if self.settings.ood_features else None
         if self.env.is_main:
             card = self.card(metrics, baselines)
             extra: dict[str, Tensor] = {}
-            if self.settings.ood_features:
-                card["ood"]["features"], extra = self.feature_check()
+            if check is not None:
+                card["ood"]["features"], extra = check
             card_path, weights_path = cards.write_processor(
                 config.output, config.name, card, self.model, extra
             )
@@ -497,8 +499,15 @@ class Trainer:
 
         chosen = {"where": self.settings.where} if self.settings.where is not None else {}
         train, val = self.features(self.train_nets), self.features(self.val_nets)
-        profile = fit_feature_profile(train, val, self.settings.ood_features)
         test = self.features(self.test_nets)
+        for split, values in (("train", train), ("val", val), ("test", test)):
+            bad = int((~values.isfinite().all(1)).sum())
+            if bad:
+                raise DwsError(
+                    f"{self.config.source or self.config.name}: train.ood_features: {bad} "
+                    f"{split} nets have non-finite features"
+                )
+        profile = fit_feature_profile(train, val, self.settings.ood_features)
         section = feature_section(
             profile,
             fitted_on={"split": "train", **chosen, "nets": len(train)},

@@ -81,3 +81,5 @@ def test_trunk_false_needs_probes_and_an_invariant_model() -> None:
     config = DWSNetConfig(hidden_channels=4, num_layers=1, probes=4, trunk=False)
     with pytest.raises(DwsError, match=r"model\.trunk: false is for invariant models"):
         EquivariantDWSNet(SPEC, config)
+    with pytest.raises(DwsError, match=r"model\.input_templates feed the DWS trunk"):
+        DWSNetConfig(probes=4, trunk=False, input_templates=8)

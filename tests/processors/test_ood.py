@@ -433,3 +433,48 @@ def test_calibrate_script_keeps_a_feature_check(tmp_path: Path, da_zoo: Path) ->
     assert after["ood"]["features"] == card["ood"]["features"]
     loaded = load_processor(str(card_path)).feature_ood
     assert loaded is not None and loaded.threshold == profile.threshold
+
+
+def test_a_feature_check_that_does_not_fit_its_processor_is_a_one_line_error(
+    tmp_path: Path, da_zoo: Path
+) -> None:
+    """Refused when the processor is read: a check on a model without pooled features, a
+    card whose dim disagrees with the stored check, a stored check that is not finite."""
+    from safetensors.torch import load_file, save_file
+
+    from dwscli.data.zoo import Zoo
+    from dwscli.processors.feature_ood import TENSOR_PREFIX, feature_section, fit_feature_profile
+    from dwscli.processors.ood import zoo_section
+
+    zoo = Zoo.open(da_zoo)
+    g = torch.Generator().manual_seed(0)
+    train, calibration = torch.randn(40, 6, generator=g), torch.randn(20, 6, generator=g)
+    profile = fit_feature_profile(train, calibration, 2)
+    section = feature_section(profile, fitted_on={"split": "train"}, calibrated_on={"split": "val"})
+    weights_check = zoo_section(zoo)
+
+    def with_check(name: str, task: str, tensors: dict, card_section: dict) -> Path:
+        card_path = _write_processor(tmp_path, name, task, zoo.spec, ood_section=weights_check)
+        weights = card_path.with_suffix(".safetensors")
+        save_file({**load_file(str(weights)), **tensors}, str(weights))
+        card = yaml.safe_load(card_path.read_text())
+        card["ood"]["features"] = card_section
+        card_path.write_text(yaml.safe_dump(card, sort_keys=False))
+        return card_path
+
+    editor = with_check("ed", "adapt", profile.tensors(), section)
+    with pytest.raises(DwsError, match=r"ed\.yaml: ood\.features checks pooled features"):
+        load_processor(str(editor))
+    wrong_dim = with_check("dim", "accuracy", profile.tensors(), {**section, "dim": 7})
+    with pytest.raises(DwsError, match=r"dim\.yaml: ood\.features\.dim is 7"):
+        load_processor(str(wrong_dim))
+    nan = {**profile.tensors(), f"{TENSOR_PREFIX}mean": torch.full((6,), float("nan"))}
+    not_finite = with_check("nan", "accuracy", nan, section)
+    with pytest.raises(DwsError, match=r"nan\.safetensors: ood\.features: .* not finite"):
+        load_processor(str(not_finite))
+
+
+def SECTION_OF(zoo: object) -> dict:
+    from dwscli.processors.ood import zoo_section
+
+    return zoo_section(zoo)

@@ -283,8 +283,9 @@ class EmbedTask(Task):
             "embedding": self.options.embedding,
             "dim": self._pooled_dim if pooled else self.options.dim,
             "meaning": (
-                "the pooled invariant features of a contrastively trained DWSNet (its head "
-                "served as the projection head in training)"
+                "the invariant features before the head of a contrastively trained model (the "
+                "pooled DWS features and any functional probes' features; with trunk: false "
+                "the probes' alone), its head having served as the projection head in training"
                 if pooled
                 else "a self-supervised (contrastive) embedding of the input net"
             ),
