@@ -48,7 +48,8 @@ class FeatureProfile:
         return torch.linalg.vector_norm(outside, dim=1).nan_to_num(nan=math.inf)
 
     def tensors(self) -> dict[str, Tensor]:
-        """What the weights file stores (float32, as :meth:`fit` already rounded them)."""
+        """What the weights file stores (float32, as :func:`fit_feature_profile` already
+        rounded them to)."""
         return {
             f"{TENSOR_PREFIX}mean": self.mean.float().contiguous(),
             f"{TENSOR_PREFIX}basis": self.basis.float().contiguous(),

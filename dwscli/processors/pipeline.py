@@ -210,10 +210,7 @@ def assess(
     profile = chunk[0].processor.ood if chunk else None
     if profile is None:
         return
-    results = profile.assess(space)
-    feature_check = chunk[0].processor.feature_ood
-    if feature_check is not None:
-        results = with_feature_check(results, chunk[0].processor, space)
+    results = with_feature_check(profile.assess(space), chunk[0].processor, space)
     for item, result in zip(chunk, results):
         item.ood = result
         if not result.in_distribution and on_warning is not None:
@@ -221,23 +218,32 @@ def assess(
             on_warning(path, warning_text(path, item.processor.name, result))
 
 
-def with_feature_check(
-    results: list[OodResult], processor: Processor, space: WeightSpace
-) -> list[OodResult]:
-    """The weight-statistics results, with the nets that pass them but whose pooled features
-    the card's feature check flags marked out of distribution (the score stays the weights')."""
+def feature_scores(processor: Processor, space: WeightSpace) -> torch.Tensor:
+    """``[B]`` each net's score under the card's feature check (a processor that has one:
+    loading made sure its model has pooled features), within the memory budget."""
     from dwscli.nn.models import pooled_features
-    from dwscli.processors.feature_ood import reason
 
     check, embed = processor.feature_ood, pooled_features(processor.model)
-    if check is None or embed is None:
-        return results
+    assert check is not None and embed is not None
     parameter = next(processor.model.parameters(), None)
     if parameter is not None:
         space = space.to(device=parameter.device, dtype=parameter.dtype)
     features = forward_within_memory(embed, space)
     assert isinstance(features, torch.Tensor)
-    scores = check.scores(features)
+    return check.scores(features)
+
+
+def with_feature_check(
+    results: list[OodResult], processor: Processor, space: WeightSpace
+) -> list[OodResult]:
+    """The weight-statistics results, with the nets that pass them but whose pooled features
+    the card's feature check flags marked out of distribution (the score stays the weights')."""
+    from dwscli.processors.feature_ood import reason
+
+    check = processor.feature_ood
+    if check is None:
+        return results
+    scores = feature_scores(processor, space)
     marked = []
     for result, score in zip(results, scores.tolist()):
         if result.in_distribution and not score <= check.threshold:

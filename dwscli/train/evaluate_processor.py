@@ -41,13 +41,13 @@ from dwscli.processors.ood import net_statistics, spread_subset
 from dwscli.processors.pipeline import (
     NOT_READING_CONVENTIONS,
     accepted_shape,
+    feature_scores,
     same_setting,
     shown_value,
     spec_fits,
 )
 from dwscli.train.netstore import ShardMaps, SplitNets
 from dwscli.train.tasks import Task
-from dwscli.weights.space import WeightSpace
 
 #: The splits ``--split`` accepts (``all``: every net of the zoo, split by split).
 SPLIT_CHOICES = ("test", "val", "train", HELDOUT_SPLIT, "all")
@@ -144,20 +144,6 @@ def chosen_splits(zoo: Zoo, split: str) -> list[str]:
     if not names:
         raise DwsError(f"{zoo.path}: the {split} split is empty")
     return names
-
-
-def feature_flagged(processor: Processor, space: WeightSpace) -> Tensor:
-    """``[B]`` bool: the nets the card's feature check flags (see
-    :mod:`dwscli.processors.feature_ood`)."""
-    from dwscli.nn.models import pooled_features
-    from dwscli.processors.feature_ood import flagged
-
-    embed, check = pooled_features(processor.model), processor.feature_ood
-    assert embed is not None and check is not None
-    parameter = next(processor.model.parameters())
-    with torch.no_grad():
-        features = embed(space.to(device=parameter.device, dtype=parameter.dtype))
-    return flagged(check, features)
 
 
 def nets_meeting(zoo: Zoo, ids: list[str], where: str) -> set[str]:
@@ -327,8 +313,9 @@ def evaluate(
                 net_statistics(part.batch(chunk).space) for chunk in positions.split(1024)
             )
         if processor.ood is not None and processor.feature_ood is not None:
+            threshold = processor.feature_ood.threshold
             feature_flags.extend(
-                feature_flagged(processor, part.batch(chunk).space)
+                feature_scores(processor, part.batch(chunk).space) > threshold
                 for chunk in positions.split(1024)
             )
     values = {key: torch.cat([c[key] for c in collected]) for key in collected[0]}
@@ -337,17 +324,16 @@ def evaluate(
     if processor.ood is not None:
         scores = processor.ood.scores(torch.cat(statistics))
         flags = scores > processor.ood.threshold
-        ood = {}
-        if feature_flags:
-            by_features = torch.cat(feature_flags) & ~flags
+        by_features = torch.cat(feature_flags) & ~flags if feature_flags else None
+        if by_features is not None:
             flags = flags | by_features
-            ood["flagged_by_features"] = int(by_features.sum())
         ood = {
             "flagged_fraction": round(float(flags.double().mean()), 4),
             "flagged": int(flags.sum()),
             "threshold": processor.ood.threshold,
-            **ood,
         }
+        if by_features is not None:
+            ood["flagged_by_features"] = int(by_features.sum())
 
     result = Evaluation(
         processor=processor.name,

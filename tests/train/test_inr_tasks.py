@@ -473,8 +473,17 @@ def test_the_feature_check_is_written_loaded_and_flags_nets(
     strict = api.evaluate(str(strict_dir / "strict.yaml"), sine_zoo, split="test")
     assert strict.ood is not None and strict.ood["flagged_fraction"] == 1.0
     assert strict.ood["flagged_by_features"] == strict.nets
+    # dws evaluate counts, beside the weights check, the nets only the feature check flags
     evaluated = api.evaluate(str(function_embed_run.processor), sine_zoo, split="test")
-    assert evaluated.ood is not None and "flagged_by_features" in evaluated.ood
+    space = zoo.get(zoo.splits["test"])
+    assert processor.ood is not None
+    passed = torch.tensor([r.in_distribution for r in processor.ood.assess(space)])
+    with torch.no_grad():
+        far = processor.feature_ood.scores(processor.model.embed(space))
+    only_features = passed & (far > processor.feature_ood.threshold)
+    assert evaluated.ood is not None
+    assert evaluated.ood["flagged_by_features"] == int(only_features.sum())
+    assert evaluated.ood["flagged"] == int((~passed).sum()) + int(only_features.sum())
 
 
 def test_embed_views_and_loss(sine_zoo: Path) -> None:
