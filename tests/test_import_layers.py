@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processors",),
     ("nn", "data", "images", "paths"),
     ("weights",),
-    ("runtime", "schema", "examples"),
+    ("runtime", "schema", "examples", "image_edits"),
     ("safe_yaml",),  # YAML reading with size limits
     ("limits",),  # the limits on what an input file may ask for
     ("errors",),

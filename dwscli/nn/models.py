@@ -25,6 +25,7 @@ from dwscli.nn.layers import (
     Pointwise,
     activation_module,
 )
+from dwscli.nn.output_solve import OutputSolve, check_output_solve
 from dwscli.nn.probes import PROBE_EDITS, FunctionalProbes, NeuronProbes
 from dwscli.weights.space import WeightSpace
 from dwscli.weights.spec import MLPSpec
@@ -93,8 +94,16 @@ class DWSNetConfig:
     # the same features however they were fitted (optimiser, initialisation, step budget), which
     # a model that also reads the weights' statistics cannot promise for recipes it never saw.
     trunk: bool = True
+    # INR editors (equivariant models): the edit ({op: dilate, size: 3}) whose output layer is
+    # solved in closed form rather than predicted: the ridge least-squares fit, on the pixel
+    # grid, of the edit of the input's rendering on the edited hidden layers (see OutputSolve)
+    output_solve: dict | None = None
+    # that fit's penalty, relative to the mean diagonal of each net's Gram matrix
+    output_solve_ridge: float = 1e-6
 
     def __post_init__(self) -> None:
+        if self.output_solve is not None:
+            self.output_solve = check_output_solve(self.output_solve, self.output_solve_ridge)
         if not self.trunk and self.probes <= 0:
             raise DwsError(
                 "model.trunk: false leaves only the functional probes, but the model has none",
@@ -399,6 +408,16 @@ class EquivariantDWSNet(_DWSTrunk):
         )
         self.frozen_layers = frozen_layers(config.edit_layers, spec.depth)
         self.probes = NeuronProbes(spec, config) if config.probes > 0 else None
+        self.output_solve = (
+            OutputSolve(spec, config.output_solve, config.output_solve_ridge)
+            if config.output_solve is not None
+            else None
+        )
+        if self.output_solve is not None and spec.depth - 1 in self.frozen_layers:
+            raise DwsError(
+                "model.output_solve sets the output layer, which model.edit_layers leaves out",
+                hint=f"add layer {spec.depth} to edit_layers, or drop output_solve",
+            )
 
     def neuron_features(self, space: WeightSpace) -> list[Tensor] | None:
         return None if self.probes is None else self.probes(space)
@@ -450,7 +469,8 @@ class EquivariantDWSNet(_DWSTrunk):
         else:
             mean = self.normalizer.mean
             tensors = [d + mean[k] for k, d in enumerate(delta)]
-        return self.keep_frozen(space, WeightSpace(tensors[:depth], tensors[depth:], space.spec))
+        edited = self.keep_frozen(space, WeightSpace(tensors[:depth], tensors[depth:], space.spec))
+        return edited if self.output_solve is None else self.output_solve(space, edited)
 
 
 def frozen_layers(edit_layers: list[int] | None, depth: int) -> list[int]:

@@ -172,9 +172,13 @@ def blockable(model: nn.Module) -> bool:
     from dwscli.nn.models import EquivariantDWSNet, InvariantDWSNet
 
     if isinstance(model, EquivariantDWSNet) and (
-        model.probes is not None or model.config.delta_scale != "zoo"
+        model.probes is not None
+        or model.config.delta_scale != "zoo"
+        or model.output_solve is not None
     ):
-        return False  # neuron probes, and a change in units of a layer's RMS, need whole layers
+        # neuron probes, a change in units of a layer's RMS and a solved output layer read
+        # whole layers
+        return False
     if isinstance(model, InvariantDWSNet) and model.pool is None:
         return False  # no trunk: only the functional probes, which read whole nets anyway
     return isinstance(model, (InvariantDWSNet, EquivariantDWSNet)) and model.input_templates is None

@@ -37,7 +37,7 @@ def _edit_section(processor: Processor) -> dict[str, Any]:
 
 
 def _open_editor(op: str | None, processor: str | None, target: torch.device) -> Processor:
-    from dwscli.data.edits import check_op
+    from dwscli.image_edits import check_op
 
     if op is None and processor is None:
         raise DwsError("say which edit", hint="pass --op OP (e.g. dilate) or -p PROCESSOR")
@@ -158,7 +158,7 @@ def write_preview(
     force: bool = False,
 ) -> Path:
     """PNG grid, one row per INR: input | processor output | input edited in pixel space."""
-    from dwscli.data.edits import edit_images
+    from dwscli.image_edits import edit_images
     from dwscli.images import image_grid, save_png
     from dwscli.weights.inr import render
 

@@ -42,6 +42,7 @@ from dwscli.train.report import Reporter, TrainReporter, TrainResult
 from dwscli.train.start import start_from_processor
 from dwscli.train.state import capture_rng, load_state, restore_rng, save_state
 from dwscli.train.tasks import BaselineMetrics, Task, task_class
+from dwscli.train.tasks.inr_edit import prepare_output_solve
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -109,6 +110,7 @@ class Trainer:
         fit_batch = self.train_nets.batch(self.sample_positions)
         self.arch.fit_normalizer(self.model, fit_batch.space)
         init_probes(self.model, self.zoo, s.seed)
+        prepare_output_solve(self.model, self.task, str(config.source or config.name))
         if s.init_from is not None:
             start_from_processor(
                 self.model,

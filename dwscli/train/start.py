@@ -4,8 +4,10 @@ The processor must have been built from the same architecture and options, so th
 tensor of the new model has a counterpart of the same shape. Its input normalisation comes with
 it: the weights were trained on inputs normalised that way, and refitting the statistics on
 another zoo would change what the first layer sees. Anything else is a one-line error naming
-the config and the first option or tensor that does not fit. The pixel grid of ``probe_grid``
-describes the zoo, so it is always the new zoo's.
+the config and the first option or tensor that does not fit. The pixel grids of ``probe_grid``
+and ``output_solve`` describe the zoo, so they are always the new zoo's. An editor may start
+from one that predicted its output layer and go on to solve it (``output_solve``): the trunk's
+tensors are the same, only what the output layer becomes changes.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from dwscli.errors import DwsError
 
 #: Model options a fine-tuned model may set otherwise than the processor it starts from: they
 #: change how it reads or trains, not what its weights mean.
-MAY_DIFFER = frozenset({"dropout", "probe_grid"})
-#: Buffers that describe the zoo (the pixel grid of ``probe_grid``): always the new zoo's.
-ZOO_BUFFERS = ("probes.grid_low", "probes.grid_high", "probes.grid_points")
+MAY_DIFFER = frozenset({"dropout", "probe_grid", "output_solve", "output_solve_ridge"})
+#: Buffers that describe the zoo (the pixel grid of ``probe_grid`` and of ``output_solve``):
+#: always the new zoo's.
+ZOO_BUFFERS = ("probes.grid_low", "probes.grid_high", "probes.grid_points", "output_solve.grid")
 
 
 def start_from_processor(

@@ -47,6 +47,8 @@ ABSENT_MEANS: dict[str, Any] = {
     "model.probe_edit_size": 3,
     "model.delta_scale": "zoo",
     "model.trunk": True,
+    "model.output_solve": None,
+    "model.output_solve_ridge": 1e-6,
     "model.output_init_scale": 0.01,
     "task.clean_weight": 0.0,
     "train.recalibrate_norms": False,

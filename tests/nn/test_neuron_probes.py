@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dwscli.data.edits import edit_images
 from dwscli.data.zoo import Zoo
 from dwscli.errors import DwsError
+from dwscli.image_edits import edit_images
 from dwscli.nn.equivariance import equivariance_error
 from dwscli.nn.models import DWSNetConfig, EquivariantDWSNet
 from dwscli.train.probes import init_probes

@@ -20,8 +20,8 @@ import torch
 
 from dwscli import api
 from dwscli.cli.app import main
-from dwscli.data.edits import edit_images
 from dwscli.data.zoo import conventions_metadata
+from dwscli.image_edits import edit_images
 from dwscli.nn.archs import get_arch
 from dwscli.nn.models import DWSNetConfig
 from dwscli.processors import registry

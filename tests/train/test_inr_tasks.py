@@ -13,10 +13,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from dwscli.data.edits import EDIT_OPS, EDIT_PARAMS, EditOp, edit_images
 from dwscli.data.zoo import Zoo
 from dwscli.data.zoo_make import InrZooConfig, SineZooConfig, make_inr_zoo, make_sine_zoo
 from dwscli.errors import DwsError
+from dwscli.image_edits import EDIT_OPS, EDIT_PARAMS, EditOp, edit_images
 from dwscli.nn.archs import get_arch
 from dwscli.train import TrainConfig, TrainResult, train
 from dwscli.train.tasks import task_class
@@ -223,6 +223,46 @@ def test_inr_edit_learns_to_invert(inr_zoo: Path, tmp_path: Path) -> None:
     assert test["improved_fraction"] == 1.0
     card = yaml.safe_load(result.processor.read_text())
     assert card["edit"] == {"op": "invert"}
+
+
+def test_an_editor_with_a_solved_output_layer_trains_saves_and_edits(
+    inr_zoo: Path, tmp_path: Path
+) -> None:
+    """``model.output_solve``: the trainer gives the solve the zoo's grid, the card records
+    it, and the reloaded processor edits INRs with ``dws edit``'s API, bringing every test net
+    at least as close to its dilation as no edit (the guard) and equivariantly."""
+    from dwscli.api import edit
+    from dwscli.weights.checkpoint import load_checkpoint
+
+    config = edit_config(inr_zoo, tmp_path)
+    config["name"] = "tiny-dilate-solved"
+    config["model"] = {**TINY, "output_solve": {"op": "dilate"}}
+    config["train"]["epochs"] = 2
+    result = train(TrainConfig.from_dict(config))
+    test = result.metrics["test"]
+    assert test["mse"] < 0.8 * test["mse_no_edit"], test
+    assert test["improved_fraction"] == 1.0
+    card = yaml.safe_load(result.processor.read_text())
+    assert card["model"]["config"]["output_solve"] == {"op": "dilate", "size": 3}
+    state = load_file(str(result.weights))
+    assert state["output_solve.grid"].tolist() == [28, 28, -1.0, 1.0, 0.5, 0.5]
+
+    model = _model(result, inr_zoo, "equivariant", 1)
+    space = Zoo.open(inr_zoo).load("test").space.to(F64)
+    perm = random_permutation(space, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = apply_permutation(model(space), perm)
+        permuted = model(apply_permutation(space, perm))
+    assert torch.allclose(permuted.flatten(), expected.flatten(), atol=1e-8)
+
+    zoo = Zoo.open(inr_zoo)
+    net = zoo.ids("test")[0]
+    (source,) = zoo.export([net], tmp_path / "inrs")
+    rows = edit([source], processor=str(result.processor), output=tmp_path / "out.safetensors")
+    edited = load_checkpoint(Path(rows[0]["output"])).space
+    with torch.no_grad():
+        wanted = model(zoo.get([net]).to(F64))
+    assert torch.allclose(edited.flatten().double(), wanted.flatten(), atol=1e-4)
 
 
 def test_inr_edit_metrics_are_what_they_say(edit_run: TrainResult, inr_zoo: Path) -> None:
@@ -598,7 +638,7 @@ def test_experiment_configs_validate(
     ("name", "task", "zoo", "fixture"),
     [
         ("mnist-inr-dilate", "inr-edit", "zoos/mnist-inr-diverse-12k", "inr_zoo"),
-        ("mnist-inr-erode", "inr-edit", "zoos/mnist-inr", "inr_zoo"),
+        ("mnist-inr-erode", "inr-edit", "zoos/mnist-inr-diverse-12k", "inr_zoo"),
         ("mnist-inr-invert", "inr-edit", "zoos/mnist-inr-8k", "inr_zoo"),
         ("sine-embed", "embed", "zoos/sines-diverse", "sine_zoo"),
         ("mnist-inr-classify", "inr-classify", "zoos/mnist-inr-diverse-12k", "inr_zoo"),
@@ -626,15 +666,27 @@ def test_committed_configs_validate(
     if task == "inr-classify" and not config.model.options.probe_grid:
         augment = config.train.augment
         assert augment is not None and augment.rotate > 0 and augment.translate > 0
-    if config.model.options.probe_grid and task != "embed":
+    if config.model.options.probe_grid and task == "inr-classify":
         # version 2, on the recipe-diverse INRs that draw their image, read at pixel centres
-        # only (no augmentation moves the grid); version 1's config writes to runs/experiments
+        # only (no augmentation moves the grid), fine-tuned from version 1 as its config
+        # (which writes to runs/experiments) writes it
         assert config.train.augment is None and config.train.where == "psnr=25.."
         assert data["version"] == 2 and config.model.options.probes > 0
         v1 = yaml.safe_load((CONFIGS / "experiments" / f"{name}-v1.yaml").read_text())
         assert v1["output"] == "runs/experiments" and v1["name"] == f"{name}-v1"
-        if task == "inr-classify":  # fine-tuned from version 1 as that config writes it
-            assert config.train.init_from == f"runs/experiments/{name}-v1.yaml"
+        assert config.train.init_from == f"runs/experiments/{name}-v1.yaml"
+    solve = config.model.options.output_solve
+    if task == "inr-edit" and solve is not None:
+        # the editors with a closed-form output layer: the previous version, whose config
+        # writes to runs/experiments, fine-tuned on the recipe-diverse INRs that draw their
+        # image, with the solve drawing the task's own edit
+        previous = f"{name}-v{int(data['version']) - 1}"
+        assert config.train.init_from == f"runs/experiments/{previous}.yaml"
+        before = yaml.safe_load((CONFIGS / "experiments" / f"{previous}.yaml").read_text())
+        assert before["output"] == "runs/experiments" and before["name"] == previous
+        assert before["model"] == {k: v for k, v in data["model"].items() if k != "output_solve"}
+        assert solve["op"] == config.task.options.op and config.train.where == "psnr=25.."
+        assert solve.get("size", 3) == config.task.options.size
     if task == "inr-edit":
         assert name == f"mnist-inr-{config.task.options.op}" and config.model.options.residual
     if task == "embed":

@@ -1,7 +1,7 @@
 """``task: inr-edit``: INR weights -> INR weights whose rendering is the edited image.
 
 An equivariant DWSNet (residual: output = input + predicted change) learns an image edit
-(:func:`dwscli.data.edits.edit_images`: ``dilate``, ``erode``, ``contrast``, ``sharpen``,
+(:func:`dwscli.image_edits.edit_images`: ``dilate``, ``erode``, ``contrast``, ``sharpen``,
 ``invert``) in weight space, so that editing an INR needs one forward pass instead of render ->
 edit pixels -> fit a new SIREN.
 
@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from dwscli.data.edits import EDIT_PARAMS, EditOp, describe_edit, edit_images, edit_params
 from dwscli.data.zoo import Zoo, ZooBatch, conventions_metadata
 from dwscli.errors import DwsError
+from dwscli.image_edits import EDIT_PARAMS, EditOp, describe_edit, edit_images, edit_params
 from dwscli.train.tasks.base import BaselineMetrics, Task
 from dwscli.weights.functional import mlp_forward
 from dwscli.weights.inr import InrConventions, render
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class InrEditOptions:
-    """The ``task:`` section of ``task: inr-edit`` (op parameters: see dwscli.data.edits)."""
+    """The ``task:`` section of ``task: inr-edit`` (op parameters: see dwscli.image_edits)."""
 
     op: EditOp = "dilate"
     size: int = 3  # dilate, erode: the square's side (odd)
@@ -84,6 +84,27 @@ def check_zoo(zoo: Zoo, options: InrEditOptions) -> None:
         raise DwsError(f"task.refit_nets: must be at least 0, got {options.refit_nets}")
     if options.refit_steps is not None and options.refit_steps < 1:
         raise DwsError(f"task.refit_steps: must be at least 1, got {options.refit_steps}")
+
+
+def prepare_output_solve(model: Any, task: Task, source: str) -> None:
+    """Give an editor's closed-form output layer (``model.output_solve``) the zoo's pixel grid,
+    after checking that it solves for the task's own edit."""
+    solve = getattr(model, "output_solve", None)
+    if solve is None:
+        return
+    if not isinstance(task, InrEditTask):
+        raise DwsError(
+            f"{source}: model.output_solve solves an INR edit's output layer; it needs "
+            f"task inr-edit, not {task.name}",
+            hint="drop model.output_solve",
+        )
+    wanted = describe_edit(task.options.op, task.params)
+    if dict(solve.edit) != wanted:
+        raise DwsError(
+            f"{source}: model.output_solve is {solve.edit}, but the task's edit is {wanted}",
+            hint="make model.output_solve the task's edit",
+        )
+    solve.set_conventions(task.conventions)
 
 
 class InrEditTask(Task):
@@ -228,4 +249,10 @@ class InrEditTask(Task):
         }
 
 
-__all__ = ["InrEditOptions", "InrEditTask", "check_zoo", "zoo_conventions"]
+__all__ = [
+    "InrEditOptions",
+    "InrEditTask",
+    "check_zoo",
+    "prepare_output_solve",
+    "zoo_conventions",
+]
