@@ -102,8 +102,7 @@ class DWSNetConfig:
     output_solve_ridge: float = 1e-6
 
     def __post_init__(self) -> None:
-        if self.output_solve is not None:
-            self.output_solve = check_output_solve(self.output_solve, self.output_solve_ridge)
+        self.output_solve = check_output_solve(self.output_solve, self.output_solve_ridge)
         if not self.trunk and self.probes <= 0:
             raise DwsError(
                 "model.trunk: false leaves only the functional probes, but the model has none",
@@ -328,6 +327,12 @@ class InvariantDWSNet(_DWSTrunk):
             else None
         )
         self.probes = FunctionalProbes(spec, config) if config.probes > 0 else None
+        if config.output_solve is not None:
+            raise DwsError(
+                "model.output_solve solves an edited INR's output layer: it needs an "
+                "equivariant model (an editor), not an invariant one",
+                hint="drop model.output_solve",
+            )
         probe_width = self.probes.out_features if self.probes is not None else 0
         pooled_width = self.pool.out_features if self.pool is not None else 0
         sizes = [pooled_width + probe_width, *config.head_hidden, config.out_features]

@@ -12,16 +12,21 @@ grid, and one small linear solve per net), and it is exactly equivariant: permut
 hidden layer's neurons permutes the columns of the least-squares system, so the solution's
 weights permute with them and its bias is unchanged.
 
-**The guard.** Each net also gets the solve on its *input's* hidden layers, which can only bring
-it closer than no edit: the input's own output layer is one candidate of that fit (up to the
-small ridge). Whichever of the two draws the target better on the grid is the output. A net
-whose hidden layers the trunk would make worse (one from a recipe unlike any it was trained on)
-then still gets the best output layer for the hidden layers it has. The choice is per net and
-reads only what the two candidates draw, so it is invariant to permutations.
+**The guard.** Each net also gets the solve on its *input's* hidden layers: the input's own
+output layer is one candidate of that fit (up to the small ridge), so it is almost always
+closer than no edit. The fit minimises the error before clamping to [0, 1], and a user sees
+the clamped image, so for a net that draws outside [0, 1] the unchanged input can still be
+closer; it is the third candidate. Whichever of the three draws the target best on the grid
+(clamped, with the weights in the output's dtype) is the output, so no net comes out farther
+from the edit than unedited, as the model computes it. A net whose hidden layers the trunk
+would make worse (one from a recipe unlike any it was trained on) still gets the best output
+layer for the hidden layers it has. The choice is per net and reads only what the candidates
+draw, so it is invariant to permutations.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -36,10 +41,15 @@ from dwscli.weights.spec import MLPSpec
 GRID_FIELDS = ("height", "width", "coord_min", "coord_max", "output_scale", "output_offset")
 
 
-def check_output_solve(edit: Any, ridge: float) -> dict[str, Any]:
-    """``model.output_solve`` checked: ``{op: NAME, **parameters}`` of an image edit."""
+def check_output_solve(edit: Any, ridge: float) -> dict[str, Any] | None:
+    """``model.output_solve`` checked: ``{op: NAME, **parameters}`` of an image edit, or
+    None; the ridge is checked either way."""
     from dwscli.image_edits import describe_edit
 
+    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge > 0:
+        raise DwsError(f"model.output_solve_ridge must be a positive number, got {ridge!r}")
+    if edit is None:
+        return None
     if not isinstance(edit, dict) or not isinstance(edit.get("op"), str):
         raise DwsError(
             f"model.output_solve must name an edit, e.g. {{op: dilate, size: 3}}; got {edit!r}"
@@ -49,8 +59,6 @@ def check_output_solve(edit: Any, ridge: float) -> dict[str, Any]:
         described = describe_edit(edit["op"], params)
     except DwsError as error:
         raise DwsError(f"model.output_solve: {error.message}", hint=error.hint) from None
-    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge > 0:
-        raise DwsError(f"model.output_solve_ridge must be a positive number, got {ridge!r}")
     return described
 
 
@@ -65,7 +73,10 @@ class OutputSolve(nn.Module):
                 f"model.output_solve edits image INRs (2 coordinates in, 1 value out, at least "
                 f"one hidden layer); these nets are {spec}"
             )
-        self.edit = check_output_solve(edit, ridge)
+        checked = check_output_solve(edit, ridge)
+        if checked is None:
+            raise DwsError("model.output_solve must name an edit, got None")
+        self.edit = checked
         self.ridge = float(ridge)
         # the zoo's INR conventions (GRID_FIELDS), set by the trainer and kept in the weights
         self.register_buffer("grid", torch.zeros(len(GRID_FIELDS), dtype=torch.float64))
@@ -77,18 +88,27 @@ class OutputSolve(nn.Module):
             self.grid.copy_(torch.tensor(values, dtype=torch.float64))
 
     def conventions(self) -> Any:
+        """The stored grid as ``InrConventions``; a one-line error when it is unset (never
+        trained on a zoo) or not a grid at all (a damaged weights file)."""
         from dwscli.weights.inr import InrConventions
 
         values = self.grid.tolist()
-        if values[0] < 1 or values[1] < 1:
+        height, width, low, high, scale, offset = values
+        if (
+            not all(math.isfinite(v) for v in values)
+            or height != int(height)
+            or width != int(width)
+        ):
+            raise DwsError(f"this editor's output solve has no valid pixel grid: {values}")
+        if height < 1 or width < 1:
             raise DwsError(
                 "this editor's output solve has no pixel grid (it was never trained on a zoo)"
             )
-        height, width, low, high, scale, offset = values
         return InrConventions(int(height), int(width), low, high, scale, offset)
 
-    def target(self, space: WeightSpace, coordinates: Tensor) -> Tensor:
-        """``[B, P]``: the edit of each input net's clamped rendering, in output units."""
+    def target(self, space: WeightSpace, coordinates: Tensor) -> tuple[Tensor, Tensor]:
+        """``[B, P]`` each: the edit of each input net's clamped rendering, in output units,
+        and each net's error unedited (its clamped image against that edit, per pixel)."""
         from dwscli.image_edits import edit_images
         from dwscli.weights.functional import mlp_forward
 
@@ -97,7 +117,8 @@ class OutputSolve(nn.Module):
         with torch.no_grad():
             images = c.to_image(mlp_forward(space, coordinates)[..., 0]).clamp(0.0, 1.0)
             edited = edit_images(images.reshape(-1, c.height, c.width), self.edit["op"], **params)
-        return c.to_target(edited.reshape(space.batch_size, -1))
+            edited = edited.reshape(space.batch_size, -1)
+        return c.to_target(edited), (images.double() - edited.double()).square()
 
     def fit(self, hidden: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """Ridge fit of ``target [B, P]`` on ``hidden [B, P, d]`` plus a constant, in float64:
@@ -118,31 +139,55 @@ class OutputSolve(nn.Module):
         c = self.conventions()
         hidden = layer_outputs(space, coordinates)[-2]
         weight, bias = self.fit(hidden, target)
-        drawn = torch.baddbmm(bias[:, None, :], hidden.double(), weight.transpose(1, 2))[..., 0]
+        weight, bias = weight.to(space.dtype), bias.to(space.dtype)  # what the output holds
+        drawn = torch.baddbmm(
+            bias.double()[:, None, :], hidden.double(), weight.double().transpose(1, 2)
+        )[..., 0]
         error = (c.to_image(drawn).clamp(0.0, 1.0) - c.to_image(target.double())).square()
-        weights = [*space.weights[:-1], weight.to(space.dtype)]
-        biases = [*space.biases[:-1], bias.to(space.dtype)]
+        weights = [*space.weights[:-1], weight]
+        biases = [*space.biases[:-1], bias]
         return WeightSpace(weights, biases, space.spec), error.mean(1)
 
     def forward(self, inputs: WeightSpace, edited: WeightSpace) -> WeightSpace:
-        """``edited`` with its output layer solved or, per net, the input's hidden layers with
-        theirs where that draws the edit better (the guard). Training sees the guard too: the
-        trunk learns to improve the nets where its change can beat the input's own hidden
-        layers, and is not pulled towards the ones where it cannot."""
+        """Per net, the best of three (the guard): ``edited`` with its output layer solved,
+        the input's hidden layers with theirs solved, or the input unchanged. Training sees
+        the guard too: the trunk learns to improve the nets where its change can beat the
+        input's own hidden layers, and is not pulled towards the ones where it cannot."""
         coordinates = self.conventions().coordinates(inputs.dtype).to(inputs.device)
-        target = self.target(inputs, coordinates)
-        output, error = self.solved(edited, coordinates, target)
-        kept, kept_error = self.solved(inputs, coordinates, target)
-        use_input = (kept_error < error) | error.isnan()  # a NaN error counts as worse
+        target, unedited_error = self.target(inputs, coordinates)
+        candidates = [
+            self.solved(edited, coordinates, target),
+            self.solved(inputs, coordinates, target),
+        ]
+        candidates.append((inputs, unedited_error.mean(1)))
+        errors = torch.stack([error for _, error in candidates], 1)
+        # a NaN error counts as worse than any other; the input unchanged is always finite
+        best = errors.nan_to_num(math.inf).argmin(1)
 
-        def choose(a: Tensor, b: Tensor) -> Tensor:
-            return torch.where(use_input.reshape(-1, *[1] * (a.dim() - 1)), b, a)
+        def choose(tensors: list[Tensor]) -> Tensor:
+            out = tensors[0]
+            for k in range(1, len(tensors)):
+                out = torch.where((best == k).reshape(-1, *[1] * (out.dim() - 1)), tensors[k], out)
+            return out
 
+        spaces = [space for space, _ in candidates]
+        depth = len(inputs.weights)
         return WeightSpace(
-            [choose(a, b) for a, b in zip(output.weights, kept.weights)],
-            [choose(a, b) for a, b in zip(output.biases, kept.biases)],
-            output.spec,
+            [choose([s.weights[i] for s in spaces]) for i in range(depth)],
+            [choose([s.biases[i] for s in spaces]) for i in range(depth)],
+            inputs.spec,
         )
+
+    def bytes_per_net(self, spec: MLPSpec) -> int:
+        """About the memory the solve adds to a forward, per net: the hidden layers' outputs
+        on the grid for two candidates, their float64 design matrices, and the renderings."""
+        try:
+            c = self.conventions()
+        except DwsError:  # no grid yet: the forward refuses to run
+            return 0
+        pixels = c.height * c.width
+        hidden = sum(spec.widths[1:-1])
+        return 3 * pixels * (2 * (hidden + 2) * 4 + (spec.widths[-2] + 2) * 8)
 
 
 __all__ = ["GRID_FIELDS", "OutputSolve", "check_output_solve"]

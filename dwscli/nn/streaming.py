@@ -63,10 +63,18 @@ def feature_bytes(model: nn.Module, space: WeightSpace) -> int:
     return space.batch_size * entries * channels * space.weights[0].element_size()
 
 
+def solve_bytes_per_net(model: nn.Module, spec: MLPSpec) -> int:
+    """What an editor's closed-form output layer adds per net (0 without one)."""
+    solve = getattr(model, "output_solve", None)
+    return 0 if solve is None else solve.bytes_per_net(spec)
+
+
 def plain_forward_peak_bytes(model: nn.Module, space: WeightSpace) -> int:
     """Estimate of the plain forward's peak: about four live feature sets (input, layer
-    output, residual sum, the pooled copies and matmul temporaries)."""
-    return 4 * feature_bytes(model, space)
+    output, residual sum, the pooled copies and matmul temporaries), and the output solve's
+    renderings and design matrices."""
+    solve = space.batch_size * solve_bytes_per_net(model, space.spec)
+    return 4 * feature_bytes(model, space) + solve
 
 
 def memory_needed_bytes(model: nn.Module, spec: MLPSpec) -> int:
@@ -76,7 +84,8 @@ def memory_needed_bytes(model: nn.Module, spec: MLPSpec) -> int:
     space_bytes = spec.num_parameters * _FLOAT_BYTES
     channels = max((m.out_channels for m in model.modules() if isinstance(m, DWSLayer)), default=1)
     plain = 4 * spec.num_parameters * channels * _FLOAT_BYTES
-    return 8 * space_bytes + (min(plain, DEFAULT_BUDGET_BYTES) if blockable(model) else plain)
+    trunk = min(plain, DEFAULT_BUDGET_BYTES) if blockable(model) else plain
+    return 8 * space_bytes + trunk + solve_bytes_per_net(model, spec)
 
 
 def available_memory_bytes() -> int | None:

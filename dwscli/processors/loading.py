@@ -124,5 +124,39 @@ def load_processor(name_or_path: str, *, device: str = "cpu") -> Processor:
             f"{weights_path}: weights do not match the card "
             f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)"
         )
+    check_solve_grid(model, card, card_path, weights_path)
     model.to(device).eval()
     return Processor(card, model, card_path, profile, feature_ood)
+
+
+def check_solve_grid(model: nn.Module, card: ProcessorCard, card_path: Path, weights: Path) -> None:
+    """An editor's closed-form output layer solves on the pixel grid stored in its weights;
+    the card's ``input.conventions`` are what inputs are checked against. Refuse a processor
+    whose two disagree, or whose grid is damaged, when it is read rather than mid-run."""
+    import math
+
+    from dwscli.data.zoo import conventions_metadata
+    from dwscli.weights.inr import InrConventions
+
+    solve = getattr(model, "output_solve", None)
+    if solve is None:
+        return
+    try:
+        stored = solve.conventions()
+    except DwsError as error:
+        raise DwsError(f"{weights}: output_solve.grid: {error.message}") from None
+    if card.edit is not None and dict(card.edit) != dict(solve.edit):
+        raise DwsError(
+            f"{card_path}: the card's edit is {card.edit}, but its output solve draws {solve.edit}"
+        )
+    conventions = card.input.conventions
+    if not isinstance(conventions, dict):
+        raise DwsError(f"{card_path}: model.output_solve needs the card's input.conventions")
+    wanted = InrConventions.from_metadata(conventions_metadata(conventions), source=str(card_path))
+    for field in ("height", "width", "coord_min", "coord_max", "output_scale", "output_offset"):
+        a, b = getattr(stored, field), getattr(wanted, field)
+        if not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12):
+            raise DwsError(
+                f"{weights}: the output solve's pixel grid has {field} {a:g}, but the card's "
+                f"input conventions say {b:g}"
+            )

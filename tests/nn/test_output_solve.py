@@ -110,10 +110,52 @@ def test_the_guard_keeps_per_net_the_better_solve_and_never_loses_to_no_edit(op:
         _, from_trunk = solve.solved(changed, coordinates, wanted)
         _, from_input = solve.solved(space, coordinates, wanted)
     no_edit = (before - target).square().flatten(1).mean(1)
-    guarded, unguarded = grid_error(out, target), from_trunk
-    assert torch.allclose(guarded, torch.minimum(unguarded, from_input), rtol=1e-6, atol=1e-12)
+    guarded = grid_error(out, target)
+    best = torch.stack([from_trunk, from_input, no_edit]).amin(0)
+    assert torch.allclose(guarded, best, rtol=1e-6, atol=1e-12)
     assert bool((guarded <= no_edit + 1e-9).all())
     assert bool((guarded < no_edit).any())
+
+
+def test_a_net_drawing_outside_the_pixel_range_is_never_edited_farther_from_the_edit() -> None:
+    """The fits minimise the error before clamping and a user sees clamped pixels, so for a
+    net that draws outside [0, 1] the unchanged input can be the closest, and the guard then
+    returns it exactly: here nets 1x to 100x too loud, and nets that draw white everywhere
+    (their output far above 1: the edit changes nothing, and any fit with a ridge is off)."""
+    model = editor("dilate", scale=5.0)
+    space = quiet_nets(32)
+    loud = torch.logspace(0, 2, 32, dtype=torch.float64)
+    white = torch.arange(32) % 4 == 0
+    weights, biases = list(space.weights), list(space.biases)
+    weights[-1], biases[-1] = weights[-1] * loud[:, None, None], biases[-1] * loud[:, None]
+    biases[-1] = torch.where(white[:, None], biases[-1].abs() + 300.0, biases[-1])
+    space = WeightSpace(weights, biases, SPEC)
+    with torch.no_grad():
+        before = images(space).clamp(0, 1)
+        target = edit_images(before, "dilate")
+        out = model(space)
+    assert bool((before[white] == 1).all())
+    no_edit = (before - target).square().flatten(1).mean(1)
+    assert bool((grid_error(out, target) <= no_edit + 1e-12).all())
+    for net in torch.nonzero(white)[:, 0].tolist():
+        assert torch.equal(out.flatten()[net], space.flatten()[net])
+    assert bool((grid_error(out, target)[~white] < no_edit[~white]).any())
+
+
+def test_a_non_finite_edit_falls_back_to_a_finite_candidate() -> None:
+    model = editor("erode")
+    solve = model.output_solve
+    assert solve is not None
+    space = quiet_nets(4)
+    broken = space.map(lambda t: t.clone())
+    broken.weights[1][1] = float("nan")  # net 1's edited hidden layer is not a number
+    with torch.no_grad():
+        out = solve(space, broken)
+        target = edit_images(images(space).clamp(0, 1), "erode")
+    assert bool(torch.isfinite(out.flatten()).all())
+    no_edit = (images(space).clamp(0, 1) - target).square().flatten(1).mean(1)
+    assert bool((grid_error(out, target) <= no_edit + 1e-12).all())
+    assert torch.equal(out.weights[1][1], space.weights[1][1])  # the input's hidden layer
 
 
 def test_the_solve_draws_the_edit_better_than_the_input() -> None:
@@ -140,6 +182,40 @@ def test_the_solve_draws_the_edit_better_than_the_input() -> None:
 def test_bad_output_solve_options_are_one_line_errors(options: dict, message: str) -> None:
     with pytest.raises(DwsError, match=message):
         DWSNetConfig(**options)
+
+
+def test_the_ridge_is_checked_without_a_solve_and_an_invariant_model_refuses_one() -> None:
+    with pytest.raises(DwsError, match="positive number"):
+        DWSNetConfig(output_solve_ridge=-5)
+    from dwscli.nn.models import InvariantDWSNet
+
+    config = DWSNetConfig(hidden_channels=3, num_layers=1, output_solve={"op": "dilate"})
+    with pytest.raises(DwsError, match="needs an equivariant model"):
+        InvariantDWSNet(SPEC, config)
+
+
+def test_a_damaged_grid_is_a_one_line_error() -> None:
+    model = editor()
+    solve = model.output_solve
+    assert solve is not None
+    for damaged in ([float("nan"), 6, -1, 1, 0.5, 0.5], [7.5, 6, -1, 1, 0.5, 0.5]):
+        solve.grid.copy_(torch.tensor(damaged, dtype=torch.float64))
+        with pytest.raises(DwsError, match="no valid pixel grid"):
+            solve.conventions()
+    assert solve.bytes_per_net(SPEC) == 0
+
+
+def test_the_memory_estimate_counts_the_solve() -> None:
+    from dwscli.nn.streaming import memory_needed_bytes
+
+    with_solve = editor()
+    config = {**with_solve.config.to_dict(), "output_solve": None}
+    without = EquivariantDWSNet(SPEC, DWSNetConfig(**config)).double()
+    solve = with_solve.output_solve
+    assert solve is not None and solve.bytes_per_net(SPEC) > 0
+    assert memory_needed_bytes(with_solve, SPEC) >= memory_needed_bytes(without, SPEC) + (
+        solve.bytes_per_net(SPEC)
+    )
 
 
 def test_output_solve_refuses_nets_that_are_not_image_inrs_and_a_frozen_output_layer() -> None:

@@ -106,3 +106,28 @@ def test_buffers_the_processor_lacks_keep_the_zoos_values(
     assert torch.equal(model.probes.inputs, processor.model.probes.inputs)
     assert model.probes.grid_points.tolist() == [28.0, 28.0]
     assert model.probes.grid_low.tolist() == [-1.0, -1.0]
+
+
+def test_an_editor_goes_on_from_a_predicted_to_a_solved_output_layer(
+    small_inr_zoo: Path, tmp_path: Path
+) -> None:
+    """How the shipped editors were made: a processor that predicts its output layer, then
+    fine-tuned with ``model.output_solve``. The trunk comes from the processor, the solve's
+    pixel grid from the zoo, and the output is the guard's choice over that trunk's edit."""
+    editor = {"hidden_channels": 4, "num_layers": 1, "residual": True}
+    first = {
+        **_config(small_inr_zoo, tmp_path / "first", "editor"),
+        "task": {"name": "inr-edit", "op": "dilate", "refit_nets": 0},
+        "model": editor,
+    }
+    trained_editor = train(TrainConfig.from_dict(first)).processor
+    solved = {**first, "output": str(tmp_path / "fine")}
+    solved["model"] = {**editor, "output_solve": {"op": "dilate"}}
+    solved["train"] = {**first["train"], "init_from": str(trained_editor)}
+    model = _trainer(solved).model.eval()
+    assert model.output_solve.grid.tolist() == [28, 28, -1.0, 1.0, 0.5, 0.5]
+    processor = load_processor(str(trained_editor))
+    space = Zoo.open(small_inr_zoo).get(Zoo.open(small_inr_zoo).ids("test")[:4])
+    with torch.no_grad():
+        wanted = model.output_solve(space, processor.model(space))
+        assert torch.equal(model(space).flatten(), wanted.flatten())

@@ -264,6 +264,33 @@ def test_an_editor_with_a_solved_output_layer_trains_saves_and_edits(
         wanted = model(zoo.get([net]).to(F64))
     assert torch.allclose(edited.flatten().double(), wanted.flatten(), atol=1e-4)
 
+    # a weights file whose stored grid disagrees with its card, or is damaged, is refused
+    # when it is read, in one line naming the file
+    from safetensors.torch import save_file
+
+    from dwscli.processors.loading import load_processor
+
+    for grid, message in (
+        ([28, 28, 0.0, 1.0, 0.5, 0.5], "coord_min 0, but the card's input conventions say -1"),
+        ([float("nan"), 28, -1.0, 1.0, 0.5, 0.5], "no valid pixel grid"),
+        ([0, 0, 0, 0, 0, 0], "no pixel grid"),
+    ):
+        broken = tmp_path / "broken"
+        broken.mkdir(exist_ok=True)
+        shutil.copy(result.processor, broken / "tiny.yaml")
+        damaged = {**state, "output_solve.grid": torch.tensor(grid, dtype=torch.float64)}
+        save_file(damaged, str(broken / "tiny.safetensors"))
+        with pytest.raises(DwsError, match=message) as caught:
+            load_processor(str(broken / "tiny.yaml"))
+        assert str(broken / "tiny.safetensors") in caught.value.message
+        assert "\n" not in caught.value.message
+    # a card whose edit is not the one its output solve draws
+    save_file(state, str(broken / "tiny.safetensors"))
+    card_text = result.processor.read_text().replace("op: dilate", "op: erode", 1)
+    (broken / "tiny.yaml").write_text(card_text)
+    with pytest.raises(DwsError, match=r"the card's edit is .*erode.*, but its output solve draws"):
+        load_processor(str(broken / "tiny.yaml"))
+
 
 def test_inr_edit_metrics_are_what_they_say(edit_run: TrainResult, inr_zoo: Path) -> None:
     """Recompute the test metrics here: render the processor's outputs and the inputs, dilate
