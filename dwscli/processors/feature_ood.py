@@ -116,6 +116,32 @@ def flagged(profile: FeatureProfile, features: Tensor) -> Tensor:
     return profile.scores(features) > profile.threshold
 
 
+def fitted_feature_check(
+    train: Tensor,
+    val: Tensor,
+    test: Tensor,
+    components: int,
+    *,
+    chosen: Mapping[str, Any],
+    fitted_extra: Mapping[str, Any] | None = None,
+) -> tuple[FeatureProfile, dict[str, Any]]:
+    """The check fitted on the ``train`` features, calibrated on ``val``, checked on ``test``
+    (features of each split's nets that meet ``chosen``, e.g. ``{"where": "psnr=25.."}``),
+    and its card section, which records all three."""
+    profile = fit_feature_profile(train, val, components)
+
+    def share(values: Tensor) -> float:
+        return round(float(flagged(profile, values).double().mean()), 4)
+
+    section = feature_section(
+        profile,
+        fitted_on={"split": "train", **(fitted_extra or {}), **chosen, "nets": len(train)},
+        calibrated_on={"split": "val", **chosen, "nets": len(val), "flagged": share(val)},
+        checked_on={"split": "test", **chosen, "nets": len(test), "flagged": share(test)},
+    )
+    return profile, section
+
+
 def feature_section(
     profile: FeatureProfile,
     *,

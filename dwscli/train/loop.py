@@ -497,7 +497,7 @@ class Trainer:
         """The card's ``ood.features`` section and the weights file's tensors for it: the
         subspace fitted on the training nets' features, the threshold calibrated on the
         validation nets', the flagged fraction checked on the test nets'."""
-        from dwscli.processors.feature_ood import feature_section, fit_feature_profile, flagged
+        from dwscli.processors.feature_ood import fitted_feature_check
 
         chosen = {"where": self.settings.where} if self.settings.where is not None else {}
         train, val = self.features(self.train_nets), self.features(self.val_nets)
@@ -509,22 +509,8 @@ class Trainer:
                     f"{self.config.source or self.config.name}: train.ood_features: {bad} "
                     f"{split} nets have non-finite features"
                 )
-        profile = fit_feature_profile(train, val, self.settings.ood_features)
-        section = feature_section(
-            profile,
-            fitted_on={"split": "train", **chosen, "nets": len(train)},
-            calibrated_on={
-                "split": "val",
-                **chosen,
-                "nets": len(val),
-                "flagged": round(float(flagged(profile, val).double().mean()), 4),
-            },
-            checked_on={
-                "split": "test",
-                **chosen,
-                "nets": len(test),
-                "flagged": round(float(flagged(profile, test).double().mean()), 4),
-            },
+        profile, section = fitted_feature_check(
+            train, val, test, self.settings.ood_features, chosen=chosen
         )
         return section, profile.tensors()
 

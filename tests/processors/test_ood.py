@@ -478,3 +478,78 @@ def SECTION_OF(zoo: object) -> dict:
     from dwscli.processors.ood import zoo_section
 
     return zoo_section(zoo)
+
+
+def test_calibrate_script_fits_a_feature_check_for_an_existing_processor(
+    tmp_path: Path, da_zoo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--features K [--where ...]``: the check's tensors go into the weights file (the model's
+    own tensors and the file's metadata unchanged), the card gets ``ood.features`` fitted on
+    the nets that meet the condition, and the processor loads with a check that flags what an
+    independently fitted profile flags."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from dwscli.data.zoo import Zoo
+    from dwscli.data.zoo_splits import parse_hold_out, record_matcher
+    from dwscli.nn.models import pooled_features
+    from dwscli.processors.feature_ood import fit_feature_profile, flagged
+
+    zoo = Zoo.open(da_zoo)
+    card_path = _write_processor(tmp_path, "late", "accuracy", zoo.spec)
+    weights = card_path.with_suffix(".safetensors")
+    before_tensors = load_file(str(weights))
+    with safe_open(str(weights), "pt") as handle:
+        before_metadata = handle.metadata()
+    before_card = yaml.safe_load(card_path.read_text())
+    key = "test_acc"
+    values = sorted(r["metrics"][key] for r in zoo.records("train"))
+    where = f"{key}={values[len(values) // 3]}.."  # about two thirds of the nets
+    matches = record_matcher(parse_hold_out(where, "test"))
+    kept = {
+        split: [r["id"] for r in zoo.records(split) if matches(r)] for split in ("train", "val")
+    }
+    assert 2 <= len(kept["train"]) < len(zoo.ids("train"))
+
+    script = _calibrate_script()
+    args = [str(card_path), str(da_zoo), "--features", "3", "--where", where]
+    text = card_path.read_text()
+    assert script.main(args) == 1  # it goes beside a weights check, and there is none yet
+    assert "the card has none" in capsys.readouterr().err
+    assert card_path.read_text() == text
+    assert script.main([str(card_path), str(da_zoo)]) == 0
+    before_card = yaml.safe_load(card_path.read_text())
+    assert script.main(args) == 0, capsys.readouterr().err
+    after = yaml.safe_load(card_path.read_text())
+    section = after["ood"].pop("features")
+    assert after == before_card  # nothing else changed
+    assert section["components"] == 3 and section["fitted_on"]["where"] == where
+    assert section["fitted_on"]["nets"] == len(kept["train"])
+    tensors = load_file(str(weights))
+    assert all(torch.equal(tensors[k], v) for k, v in before_tensors.items())
+    with safe_open(str(weights), "pt") as handle:
+        assert handle.metadata() == before_metadata
+
+    processor = load_processor(str(card_path))
+    assert processor.feature_ood is not None
+    embed = pooled_features(processor.model)
+    assert embed is not None
+    with torch.no_grad():
+        train, val = embed(zoo.get(kept["train"])), embed(zoo.get(kept["val"]))
+        every = embed(zoo.get(zoo.ids("test")))
+    independent = fit_feature_profile(train, val, 3)
+    assert processor.feature_ood.threshold == independent.threshold
+    assert torch.equal(flagged(processor.feature_ood, every), flagged(independent, every))
+
+
+def test_calibrate_script_refuses_a_feature_check_for_an_editor(
+    tmp_path: Path, small_inr_zoo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dwscli.data.zoo import Zoo
+
+    zoo = Zoo.open(small_inr_zoo)
+    card_path = _write_processor(tmp_path, "editor", "inr-edit", zoo.spec)
+    text = card_path.read_text()
+    assert _calibrate_script().main([str(card_path), str(small_inr_zoo), "--features", "2"]) == 1
+    assert "has no pooled features to check" in capsys.readouterr().err
+    assert card_path.read_text() == text
