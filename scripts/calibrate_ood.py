@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--where", help="with --features: only the nets that meet this condition")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
+    if args.where is not None and args.features is None:
+        parser.error("--where selects the nets of the feature check: it needs --features")
     import torch
 
     torch.set_num_threads(args.threads)

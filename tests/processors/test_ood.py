@@ -553,3 +553,6 @@ def test_calibrate_script_refuses_a_feature_check_for_an_editor(
     assert _calibrate_script().main([str(card_path), str(small_inr_zoo), "--features", "2"]) == 1
     assert "has no pooled features to check" in capsys.readouterr().err
     assert card_path.read_text() == text
+    with pytest.raises(SystemExit):  # --where without --features would be silently unused
+        _calibrate_script().main([str(card_path), str(small_inr_zoo), "--where", "psnr=25.."])
+    assert "it needs --features" in capsys.readouterr().err
