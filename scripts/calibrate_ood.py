@@ -27,7 +27,6 @@ as the card's ``train.where``). The weights file gets the check's tensors and th
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -113,6 +112,7 @@ def calibrate_features(
     """Fit the feature check of an invariant ``processor`` on the zoo at ``zoo_dir`` (see the
     module docstring); write the tensors and ``ood.features`` unless ``dry_run``. Returns the
     card's new ``ood`` section."""
+    import safetensors
     import safetensors.torch
 
     from dwscli.nn.models import pooled_features
@@ -146,9 +146,8 @@ def calibrate_features(
         return ood
     weights_path = card_path.with_suffix(".safetensors")
     state = safetensors.torch.load_file(str(weights_path))
-    with open(weights_path, "rb") as handle:  # keep the file's own metadata
-        size = int.from_bytes(handle.read(8), "little")
-        metadata = json.loads(handle.read(size)).get("__metadata__")
+    with safetensors.safe_open(str(weights_path), "pt") as handle:  # keep the file's metadata
+        metadata = handle.metadata()
     state = {k: v for k, v in state.items() if not k.startswith(TENSOR_PREFIX)}
     state.update(profile.tensors())
     data = safetensors.torch.save(state, metadata=metadata)

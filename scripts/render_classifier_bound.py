@@ -21,28 +21,22 @@ import torch
 from torch import Tensor, nn
 
 from dwscli.data.zoo import Zoo
-from dwscli.weights.functional import mlp_forward
-from dwscli.weights.inr import InrConventions
+from dwscli.train.tasks.inr_edit import zoo_conventions
+from dwscli.weights.inr import render
 
 
 def renderings(path: Path, split: str | None) -> tuple[Tensor, Tensor, Tensor]:
     """(images [N, 1, H, W] in [0, 1], labels [N], PSNR [N]) of one split (None: every net)."""
     zoo = Zoo.open(path)
-    c = zoo.conventions
-    conventions = InrConventions(
-        c["grid"][0], c["grid"][1], *c["coord_range"], c["output_scale"], c["output_offset"]
-    )
-    coordinates = conventions.coordinates(torch.float32)
+    conventions = zoo_conventions(zoo)
     records = zoo.records(split)
-    images = []
-    for start in range(0, len(records), 500):
-        space = zoo.get([r["id"] for r in records[start : start + 500]])
-        with torch.no_grad():
-            drawn = conventions.to_image(mlp_forward(space, coordinates)[..., 0]).clamp(0, 1)
-        images.append(torch.nan_to_num(drawn, 0.5).reshape(-1, 1, *c["grid"]))
+    images = [
+        render(zoo.get([r["id"] for r in records[start : start + 500]]), conventions)
+        for start in range(0, len(records), 500)
+    ]
     labels = torch.tensor([r["labels"]["label"] for r in records])
     psnr = torch.tensor([r["metrics"]["psnr"] for r in records])
-    return torch.cat(images), labels, psnr
+    return torch.nan_to_num(torch.cat(images), 0.5)[:, None], labels, psnr
 
 
 def small_cnn(height: int, width: int, classes: int) -> nn.Module:

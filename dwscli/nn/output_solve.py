@@ -106,19 +106,19 @@ class OutputSolve(nn.Module):
             )
         return InrConventions(int(height), int(width), low, high, scale, offset)
 
-    def target(self, space: WeightSpace, coordinates: Tensor) -> tuple[Tensor, Tensor]:
-        """``[B, P]`` each: the edit of each input net's clamped rendering, in output units,
-        and each net's error unedited (its clamped image against that edit, per pixel)."""
+    def target(self, space: WeightSpace, c: Any) -> tuple[Tensor, Tensor]:
+        """``[B, P]`` each: the edit of each input net's rendering on the grid of conventions
+        ``c``, in output units, and each net's error unedited (its image against that edit,
+        per pixel)."""
         from dwscli.image_edits import edit_images
-        from dwscli.weights.functional import mlp_forward
+        from dwscli.weights.inr import render
 
-        c = self.conventions()
         params = {k: v for k, v in self.edit.items() if k != "op"}
+        images = render(space, c)
         with torch.no_grad():
-            images = c.to_image(mlp_forward(space, coordinates)[..., 0]).clamp(0.0, 1.0)
-            edited = edit_images(images.reshape(-1, c.height, c.width), self.edit["op"], **params)
-            edited = edited.reshape(space.batch_size, -1)
-        return c.to_target(edited), (images.double() - edited.double()).square()
+            edited = edit_images(images, self.edit["op"], **params).reshape(space.batch_size, -1)
+        unedited = (images.reshape(space.batch_size, -1).double() - edited.double()).square()
+        return c.to_target(edited), unedited
 
     def fit(self, hidden: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """Ridge fit of ``target [B, P]`` on ``hidden [B, P, d]`` plus a constant, in float64:
@@ -133,10 +133,11 @@ class OutputSolve(nn.Module):
         solution = torch.linalg.solve(gram, rhs)[..., 0]
         return solution[:, None, :-1], solution[:, -1:]
 
-    def solved(self, space: WeightSpace, coordinates: Tensor, target: Tensor):
-        """``space`` with its output layer solved for ``target``, and each net's error on the
-        grid (clamped image against the edited image, as a user sees it)."""
-        c = self.conventions()
+    def solved(self, space: WeightSpace, c: Any, target: Tensor):
+        """``space`` with its output layer solved for ``target`` on the grid of conventions
+        ``c``, and each net's error there (clamped image against the edited image, as a user
+        sees it)."""
+        coordinates = c.coordinates(space.dtype).to(space.device)
         hidden = layer_outputs(space, coordinates)[-2]
         weight, bias = self.fit(hidden, target)
         weight, bias = weight.to(space.dtype), bias.to(space.dtype)  # what the output holds
@@ -153,13 +154,13 @@ class OutputSolve(nn.Module):
         the input's hidden layers with theirs solved, or the input unchanged. Training sees
         the guard too: the trunk learns to improve the nets where its change can beat the
         input's own hidden layers, and is not pulled towards the ones where it cannot."""
-        coordinates = self.conventions().coordinates(inputs.dtype).to(inputs.device)
-        target, unedited_error = self.target(inputs, coordinates)
+        c = self.conventions()
+        target, unedited_error = self.target(inputs, c)
         candidates = [
-            self.solved(edited, coordinates, target),
-            self.solved(inputs, coordinates, target),
+            self.solved(edited, c, target),
+            self.solved(inputs, c, target),
+            (inputs, unedited_error.mean(1)),
         ]
-        candidates.append((inputs, unedited_error.mean(1)))
         errors = torch.stack([error for _, error in candidates], 1)
         # a NaN error counts as worse than any other; the input unchanged is always finite
         best = errors.nan_to_num(math.inf).argmin(1)

@@ -136,6 +136,7 @@ def check_solve_grid(model: nn.Module, card: ProcessorCard, card_path: Path, wei
     import math
 
     from dwscli.data.zoo import conventions_metadata
+    from dwscli.nn.output_solve import GRID_FIELDS
     from dwscli.weights.inr import InrConventions
 
     solve = getattr(model, "output_solve", None)
@@ -153,7 +154,7 @@ def check_solve_grid(model: nn.Module, card: ProcessorCard, card_path: Path, wei
     if not isinstance(conventions, dict):
         raise DwsError(f"{card_path}: model.output_solve needs the card's input.conventions")
     wanted = InrConventions.from_metadata(conventions_metadata(conventions), source=str(card_path))
-    for field in ("height", "width", "coord_min", "coord_max", "output_scale", "output_offset"):
+    for field in GRID_FIELDS:
         a, b = getattr(stored, field), getattr(wanted, field)
         if not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12):
             raise DwsError(

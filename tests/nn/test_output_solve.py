@@ -99,7 +99,6 @@ def test_the_guard_keeps_per_net_the_better_solve_and_never_loses_to_no_edit(op:
     solve = model.output_solve
     assert solve is not None
     space = quiet_nets(16)
-    coordinates = GRID.coordinates(torch.float64)
     with torch.no_grad():
         before = images(space).clamp(0, 1)
         target = edit_images(before, op)
@@ -107,8 +106,8 @@ def test_the_guard_keeps_per_net_the_better_solve_and_never_loses_to_no_edit(op:
         wanted = GRID.to_target(target.flatten(1))
         model.output_solve = None  # the trunk's hidden layers, unsolved
         changed = model(space)
-        _, from_trunk = solve.solved(changed, coordinates, wanted)
-        _, from_input = solve.solved(space, coordinates, wanted)
+        _, from_trunk = solve.solved(changed, GRID, wanted)
+        _, from_input = solve.solved(space, GRID, wanted)
     no_edit = (before - target).square().flatten(1).mean(1)
     guarded = grid_error(out, target)
     best = torch.stack([from_trunk, from_input, no_edit]).amin(0)
